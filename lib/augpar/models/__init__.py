@@ -1,0 +1,6 @@
+"""Flax NNX models built from augpar's pure modules."""
+
+from augpar.models.embed import PatchEmbed, patchify, resize_position_embedding
+from augpar.models.vit import ViT
+
+__all__ = ["PatchEmbed", "ViT", "patchify", "resize_position_embedding"]

@@ -1,0 +1,60 @@
+"""Train state for Flax NNX models: parameters, other model state, optimizer state, step, RNG."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a training run carries from step to step (a pytree; checkpointed whole).
+
+    Attributes:
+      step: int32 scalar, the number of optimizer steps taken.
+      params: ``nnx.State`` of the model's ``nnx.Param`` variables (what the optimizer updates).
+      rest: ``nnx.State`` of every other model variable (batch statistics, counters).
+      opt_state: the optax state for ``params``.
+      rng: raw uint32[2] PRNG key; the key of step ``s`` is ``fold_in(rng, s)``, so randomness is
+        a function of (seed, step) and a resumed run repeats it exactly.
+    """
+
+    step: jax.Array
+    params: Any
+    rest: Any
+    opt_state: Any
+    rng: jax.Array
+
+
+def create_train_state(
+    model: nnx.Module, tx: optax.GradientTransformation, *, seed: int
+) -> tuple[nnx.GraphDef, TrainState]:
+    """Splits an NNX model into its static graph and a fresh :class:`TrainState`.
+
+    Returns:
+      ``(graphdef, state)``; ``nnx.merge(graphdef, state.params, state.rest)`` rebuilds the model.
+    """
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        rest=rest,
+        opt_state=tx.init(params),
+        rng=jax.random.PRNGKey(seed),
+    )
+    return graphdef, state
+
+
+def merge_model(graphdef: nnx.GraphDef, state: TrainState) -> nnx.Module:
+    """Rebuilds the NNX model held by ``state``."""
+    return nnx.merge(graphdef, state.params, state.rest)
+
+
+def weight_decay_mask(params: Any) -> Any:
+    """True for matrices/kernels (ndim >= 2), False for biases, norms, embeddings of rank 1."""
+    return jax.tree.map(lambda x: x.ndim >= 2, params)
