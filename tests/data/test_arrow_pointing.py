@@ -159,3 +159,14 @@ def test_invalid_arguments_raise():
         ap.generate("train", num_samples=2, seed=-1)
     with pytest.raises(ValueError, match="too small for base_resolution 192"):
         ap.sample_params_batch(0, [0], 100, base_resolution=192)
+
+
+def test_lazy_source_matches_generate():
+    source = ap.ArrowPointingSource("val_ext", num_samples=30, resolution=32)
+    full = ap.generate("val_ext", num_samples=30, resolution=32)
+    assert len(source) == 30
+    for i in (0, 7, 29):
+        np.testing.assert_array_equal(source[i]["image"], full["image"][i])
+        assert source[i]["label"] == full["label"][i] and source[i]["image"].shape == (64, 64, 3)
+    with pytest.raises(IndexError, match=r"index 30 out of range \[0, 30\)"):
+        source[30]

@@ -200,3 +200,15 @@ def test_resize_and_center_crop():
     assert resize_and_center_crop(gray, 8).tolist() == gray.tolist()
     crop = resize_and_center_crop(gray, 4, crop_fraction=0.5)  # no resize: centre 4x4
     np.testing.assert_array_equal(crop, gray[2:6, 2:6])
+
+
+def test_custom_source_through_grain():
+    from augpar.data.arrow_pointing import ArrowPointingSource, generate
+
+    source = ArrowPointingSource("train", num_samples=24, resolution=32, seed=9)
+    ds = image_classification_dataset(
+        "arrow_pointing", "train", global_batch_size=8, seed=0, shuffle=False, source=source
+    )
+    want = generate("train", num_samples=24, resolution=32, seed=9)
+    np.testing.assert_array_equal(ds[1]["image"], want["image"][8:16])
+    np.testing.assert_array_equal(ds[1]["label"], want["label"][8:16])
