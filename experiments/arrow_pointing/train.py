@@ -1,0 +1,221 @@
+"""Arrow-pointing extrapolation: train each configured model, evaluate in-distribution and at
+double resolution, and summarise (table + plot) in the workdir."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from augpar.data import arrow_pointing
+from augpar.data.batching import batch_at_step, iterate_eval
+from augpar.models import ViT
+from augpar.parallel import make_mesh
+from augpar.train import (
+    LoopConfig,
+    classification_eval,
+    classification_loss,
+    train,
+    weight_decay_mask,
+)
+
+log = logging.getLogger(__name__)
+
+# Per-channel statistics are irrelevant for these black-on-white images: map [0, 255] to [-1, 1].
+
+
+def normalize(images: jax.Array) -> jax.Array:
+    """uint8 ``[b, h, w, c]`` -> float32 in [-1, 1]."""
+    return images.astype(jnp.float32) / 127.5 - 1.0
+
+
+def build_vit(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
+    v = config.vit
+    return ViT(
+        image_size=config.data.resolution,
+        patch_size=v.patch_size,
+        num_classes=2,
+        dim=v.dim,
+        depth=v.depth,
+        num_heads=v.num_heads,
+        mlp_ratio=v.mlp_ratio,
+        rngs=rngs,
+    )
+
+
+# name -> (config, rngs) -> model taking float images [b, h, w, 3] and returning logits [b, 2].
+MODEL_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict, nnx.Rngs], nnx.Module]] = {
+    "vit": build_vit,
+}
+
+SPLIT_TITLES = {
+    "val": "in-distribution",
+    "val_ext": "extrapolation",
+    "test": "test",
+    "test_ext": "test extrapolation",
+}
+
+
+def make_optimizer(config: ml_collections.ConfigDict, num_steps: int):
+    o = config.optim
+    warmup = max(1, int(o.warmup_fraction * num_steps))
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, o.lr, warmup, max(num_steps, warmup + 1), end_value=o.lr * o.final_lr_fraction
+    )
+    return optax.chain(
+        optax.clip_by_global_norm(o.clip),
+        optax.adamw(
+            schedule, b1=0.9, b2=0.999, weight_decay=o.weight_decay, mask=weight_decay_mask
+        ),
+    )
+
+
+def num_train_steps(config: ml_collections.ConfigDict) -> int:
+    if config.num_steps:
+        return int(config.num_steps)
+    return max(1, config.num_epochs * config.data.num_train // config.batch_size)
+
+
+def load_data(config: ml_collections.ConfigDict) -> tuple[dict, dict[str, dict]]:
+    d = config.data
+    train_set = arrow_pointing.generate(
+        "train", num_samples=d.num_train, resolution=d.resolution, seed=d.train_seed
+    )
+    evals = {
+        split: arrow_pointing.generate(split, num_samples=d.num_eval, resolution=d.resolution)
+        for split in d.eval_splits
+    }
+    return train_set, evals
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
+    """Trains every model in ``config.models`` into ``<workdir>/<model>``; returns accuracies.
+
+    Returns:
+      ``{model: {split: accuracy}}``; also written to ``<workdir>/results.json`` with a plot
+      ``<workdir>/summary.png``.
+    """
+    models = [m.strip() for m in config.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODEL_BUILDERS]
+    if unknown or not models:
+        raise ValueError(f"Unknown models {unknown or models}; allowed: {sorted(MODEL_BUILDERS)}.")
+    mesh = make_mesh(config)
+    t0 = time.perf_counter()
+    train_set, eval_sets = load_data(config)
+    log.info("Generated the data in %.1f s.", time.perf_counter() - t0)
+    pid, pcount = jax.process_index(), jax.process_count()
+    num_steps = num_train_steps(config)
+
+    def train_batch(step: int) -> dict:
+        return batch_at_step(
+            train_set,
+            step,
+            global_batch_size=config.batch_size,
+            seed=config.seed,
+            process_index=pid,
+            process_count=pcount,
+        )
+
+    def eval_batches(arrays):
+        return lambda: iterate_eval(
+            arrays, batch_size=config.eval_batch_size, process_index=pid, process_count=pcount
+        )
+
+    results, timings = {}, {}
+    for name in models:
+        model = MODEL_BUILDERS[name](config, nnx.Rngs(config.seed))
+        t_model = time.perf_counter()
+        result = train(
+            workdir=os.path.join(workdir, name),
+            model=model,
+            tx=make_optimizer(config, num_steps),
+            loss_fn=classification_loss(lambda m, b, rng: m(normalize(b["image"]))),
+            eval_fn=classification_eval(lambda m, b: m(normalize(b["image"]))),
+            train_batch_fn=train_batch,
+            global_batch_size=config.batch_size,
+            eval_sets={s: eval_batches(a) for s, a in eval_sets.items()},
+            loop=LoopConfig(
+                num_steps=num_steps,
+                log_every=config.log_every,
+                eval_every=config.eval_every,
+                checkpoint_every=config.checkpoint_every,
+                keep_checkpoints=config.keep_checkpoints,
+            ),
+            mesh=mesh,
+            seed=config.seed,
+            config=config,
+            name=name,
+        )
+        results[name] = {s: r["accuracy"] for s, r in result.eval_metrics.items()}
+        timings[name] = time.perf_counter() - t_model
+
+    if jax.process_index() == 0:
+        summary = {"accuracy": results, "train_seconds": timings, "num_steps": num_steps}
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        plot_path = plot_summary(workdir, results, config)
+        print(format_table(results, config))
+        print(f"Plot: {plot_path}")
+    return results
+
+
+def format_table(results: dict[str, dict[str, float]], config: ml_collections.ConfigDict) -> str:
+    """A plain-text table: model x split accuracy (%)."""
+    splits = list(config.data.eval_splits)
+    res = config.data.resolution
+    heads = [
+        f"{s} ({SPLIT_TITLES.get(s, s)}, {2 * res if s.endswith('_ext') else res} px)"
+        for s in splits
+    ]
+    width = max(len(h) for h in heads)
+    lines = ["model".ljust(8) + "".join(h.rjust(width + 2) for h in heads)]
+    for model, accs in results.items():
+        lines.append(
+            model.ljust(8) + "".join(f"{100 * accs[s]:.2f}".rjust(width + 2) for s in splits)
+        )
+    return "\n".join(lines)
+
+
+def plot_summary(workdir: str, results: dict, config: ml_collections.ConfigDict) -> str:
+    """Bar chart of accuracies per model and split, beside each model's training loss curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from augpar.train import read_metrics
+
+    splits = list(config.data.eval_splits)
+    fig, (ax_bar, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    width = 0.8 / max(1, len(results))
+    x = np.arange(len(splits))
+    for i, (model, accs) in enumerate(results.items()):
+        vals = [100 * accs[s] for s in splits]
+        bars = ax_bar.bar(x + i * width, vals, width, label=model)
+        ax_bar.bar_label(bars, fmt="%.1f", fontsize=8)
+        recs = [r for r in read_metrics(os.path.join(workdir, model)) if "train/loss" in r]
+        ax_loss.plot([r["step"] for r in recs], [r["train/loss"] for r in recs], label=model)
+    ax_bar.axhline(50, color="gray", ls="--", lw=1, label="chance")
+    ax_bar.set_xticks(x + width * (len(results) - 1) / 2, [SPLIT_TITLES.get(s, s) for s in splits])
+    ax_bar.set_ylabel("accuracy (%)")
+    ax_bar.set_ylim(0, 100)
+    ax_bar.legend(fontsize=8)
+    ax_bar.set_title(f"arrow pointing, train {config.data.resolution} px")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("train loss")
+    ax_loss.legend(fontsize=8)
+    ax_loss.grid(alpha=0.3)
+    fig.tight_layout()
+    path = os.path.join(workdir, "summary.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

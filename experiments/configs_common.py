@@ -1,0 +1,43 @@
+"""Parsing of config arguments shared by every experiment: ``default.py:cpu,key=value,...``."""
+
+from __future__ import annotations
+
+import ast
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, *, variants: tuple[str, ...], default: str) -> tuple[str, dict]:
+    """Splits ``"variant,key=value,..."`` into the variant name and typed overrides.
+
+    Raises:
+      ValueError: for an unknown variant or a malformed ``key=value``.
+    """
+    parts = [p for p in (arg or default).split(",") if p]
+    variant = parts[0] if parts and "=" not in parts[0] else default
+    if variant not in variants:
+        raise ValueError(f"Unknown config variant {variant!r}; allowed: {list(variants)}.")
+    overrides = {}
+    for part in parts[1:] if parts and "=" not in parts[0] else parts:
+        if "=" not in part:
+            raise ValueError(f"Config override {part!r} is not of the form key=value.")
+        key, value = part.split("=", 1)
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key] = value
+    return variant, overrides
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict) -> None:
+    """Sets dotted keys (``optim.lr=1e-3``); unknown keys raise ``ValueError``."""
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            if p not in node:
+                raise ValueError(f"Unknown config key {key!r}.")
+            node = node[p]
+        if leaf not in node:
+            raise ValueError(f"Unknown config key {key!r}; known here: {sorted(node.keys())}.")
+        node[leaf] = value
