@@ -23,8 +23,11 @@ import ml_collections
 from experiments.configs_common import apply_overrides, parse_arg
 
 
+VARIANTS = ("cpu", "gpu", "smoke")
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    variant, overrides = parse_arg(arg, variants=("cpu", "gpu", "smoke"), default="cpu")
+    variant, overrides = parse_arg(arg, variants=VARIANTS, default="cpu")
     c = ml_collections.ConfigDict()
     c.variant = variant
     c.seed = 0
