@@ -152,6 +152,37 @@ def test_images_and_losses_match_the_returned_transforms():
     assert int(hist.sum()) == 4 * 8
 
 
+def test_default_trivial_augment_space():
+    """The default space wraps policies.apply_op: identity excluded, sign folded into the level."""
+    from augpar.augment import policies
+
+    space = inv.trivial_augment_space()
+    assert space.num_ops == len(policies.TRIVIAL_AUGMENT_OPS) and space.num_levels == 62
+    assert space.excluded_ops == (policies.TRIVIAL_AUGMENT_OPS.index("Identity"),)
+    images = jax.random.randint(jax.random.key(8), (6, 8, 8, 3), 0, 256, jnp.int32).astype(
+        jnp.uint8
+    )
+    labels = jnp.zeros((6,), jnp.int32)
+
+    def loss_fn(x, y):
+        diff = jnp.abs(x.astype(jnp.float32) - images.astype(jnp.float32))
+        return jnp.mean(diff, axis=(1, 2, 3)) + 0.01 + 0.0 * y
+
+    res = jax.jit(functools.partial(inv.mh_augment, loss_fn=loss_fn, space=space, num_steps=3))(
+        jax.random.key(9), images, labels
+    )
+    assert res.images.dtype == jnp.uint8 and res.images.shape == images.shape
+    assert not np.any(np.asarray(res.op_trace) == space.excluded_ops[0])
+    assert np.all((np.asarray(res.level_trace) >= 0) & (np.asarray(res.level_trace) < 62))
+    bins = res.level % 31
+    signs = jnp.where(res.level < 31, 1, -1)
+    again = jax.vmap(lambda im, o, b, s: policies.apply_op(im, o, b, sign=s))(
+        images, res.op_index, bins, signs
+    )
+    np.testing.assert_array_equal(res.images, again)
+    np.testing.assert_allclose(res.loss, loss_fn(again, labels), rtol=1e-6)
+
+
 def test_dual_update_and_objective():
     g = inv.dual_update(jnp.float32(0.5), jnp.float32(0.3), epsilon=0.6, dual_lr=1.0)
     assert float(g) == pytest.approx(0.2)
@@ -183,22 +214,26 @@ def test_primal_dual_step_gradients_and_gamma():
     gamma = jnp.float32(0.7)
     out = jax.jit(core)(k_step, params, images, labels, gamma)
 
-    mh = inv.mh_augment(
-        k_step,
-        images,
-        labels,
-        loss_fn=lambda x, y: _linear_loss(params, x, y),
-        space=space,
-        num_steps=3,
-    )
-    np.testing.assert_allclose(out.augmented, mh.images, rtol=1e-6)
+    @jax.jit
+    def reference(p):
+        mh = inv.mh_augment(
+            k_step,
+            images,
+            labels,
+            loss_fn=lambda x, y: _linear_loss(p, x, y),
+            space=space,
+            num_steps=3,
+        )
 
-    def direct(p):
-        clean = _linear_loss(p, images, labels).mean()
-        aug = _linear_loss(p, mh.images, labels).mean()
-        return clean + 0.7 * aug, aug
+        def direct(q):
+            clean = _linear_loss(q, images, labels).mean()
+            aug = _linear_loss(q, mh.images, labels).mean()
+            return clean + 0.7 * aug, aug
 
-    (value, aug), grads = jax.value_and_grad(direct, has_aux=True)(params)
+        return mh.images, jax.value_and_grad(direct, has_aux=True)(p)
+
+    mh_images, ((value, aug), grads) = reference(params)
+    np.testing.assert_allclose(out.augmented, mh_images, rtol=1e-6)
     assert float(out.loss) == pytest.approx(float(value), rel=1e-5)
     for name in params:
         np.testing.assert_allclose(out.grads[name], grads[name], rtol=1e-4, atol=1e-6)

@@ -107,7 +107,7 @@ class TransformSpace:
 def trivial_augment_space(
     *,
     num_magnitude_bins: int = 31,
-    fill: int = 0,
+    fill: float | tuple[float, ...] | None = 0,
     interpolation: str = "nearest",
     include_identity: bool = False,
 ) -> TransformSpace:
@@ -121,7 +121,7 @@ def trivial_augment_space(
 
     Args:
       num_magnitude_bins: bins of the magnitude grid (31 as torchvision).
-      fill: fill value of the geometric ops.
+      fill: fill value(s) in [0, 255] of the geometric ops (None: torchvision's default).
       interpolation: ``"nearest"`` or ``"bilinear"``.
       include_identity: let the proposal draw the identity op.
 
