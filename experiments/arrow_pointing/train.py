@@ -18,6 +18,7 @@ from flax import nnx
 
 from augpar.data import arrow_pointing
 from augpar.data.batching import batch_at_step, iterate_eval
+from augpar.data.tfds_source import image_classification_dataset
 from augpar.models import ViT
 from augpar.parallel import make_mesh
 from augpar.train import (
@@ -85,11 +86,14 @@ def num_train_steps(config: ml_collections.ConfigDict) -> int:
     return max(1, config.num_epochs * config.data.num_train // config.batch_size)
 
 
-def load_data(config: ml_collections.ConfigDict) -> tuple[dict, dict[str, dict]]:
+def load_data(config: ml_collections.ConfigDict) -> tuple[dict | None, dict[str, dict]]:
+    """Generates the eval splits, and the training split unless it is read lazily."""
     d = config.data
-    train_set = arrow_pointing.generate(
-        "train", num_samples=d.num_train, resolution=d.resolution, seed=d.train_seed
-    )
+    train_set = None
+    if not d.lazy_train:
+        train_set = arrow_pointing.generate(
+            "train", num_samples=d.num_train, resolution=d.resolution, seed=d.train_seed
+        )
     evals = {
         split: arrow_pointing.generate(split, num_samples=d.num_eval, resolution=d.resolution)
         for split in d.eval_splits
@@ -115,15 +119,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     pid, pcount = jax.process_index(), jax.process_count()
     num_steps = num_train_steps(config)
 
-    def train_batch(step: int) -> dict:
-        return batch_at_step(
-            train_set,
-            step,
+    if train_set is None:
+        # Paper scale (100k x 192 px = 11 GB): render each host's examples on demand with grain.
+        lazy = image_classification_dataset(
+            "arrow_pointing",
+            "train",
+            source=arrow_pointing.ArrowPointingSource(
+                "train",
+                num_samples=config.data.num_train,
+                resolution=config.data.resolution,
+                seed=config.data.train_seed,
+            ),
             global_batch_size=config.batch_size,
             seed=config.seed,
             process_index=pid,
             process_count=pcount,
         )
+
+        def train_batch(step: int) -> dict:
+            return lazy[step]
+    else:
+
+        def train_batch(step: int) -> dict:
+            return batch_at_step(
+                train_set,
+                step,
+                global_batch_size=config.batch_size,
+                seed=config.seed,
+                process_index=pid,
+                process_count=pcount,
+            )
 
     def eval_batches(arrays):
         return lambda: iterate_eval(

@@ -92,3 +92,14 @@ def test_resume_after_kill_9_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(x, y)
     steps = [r["step"] for r in read_metrics(str(killed / "vit")) if "train/loss" in r]
     assert steps == list(range(10, 301, 10))  # the resumed log has no gaps or repeats
+
+
+@pytest.mark.slow
+def test_lazy_training_data_path(tmp_path):
+    """The gpu variant renders training images on demand through grain; same harness."""
+    config = default.get_config("smoke")
+    config.data.lazy_train = True
+    config.num_steps = 1
+    results = ap_train.train_and_evaluate(config, str(tmp_path))
+    assert set(results["vit"]) == {"val", "val_ext"}
+    assert default.get_config("gpu").data.lazy_train

@@ -22,7 +22,6 @@ import ml_collections
 
 from experiments.configs_common import apply_overrides, parse_arg
 
-
 VARIANTS = ("cpu", "gpu", "smoke")
 
 
@@ -39,6 +38,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.num_eval = 1024  # per eval split (val and val_ext)
     c.data.train_seed = 43
     c.data.eval_splits = ("val", "val_ext")
+    c.data.lazy_train = False  # True: render training images on demand (grain) instead of in RAM
 
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, pipe=1))
 
@@ -69,6 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.data.resolution = 192
         c.data.num_train = 100_000
         c.data.num_eval = 5120
+        c.data.lazy_train = True
         c.batch_size = 128
         c.eval_batch_size = 512
         c.num_epochs = 50
