@@ -143,7 +143,7 @@ def test_images_and_losses_match_the_returned_transforms():
     res = jax.jit(functools.partial(inv.mh_augment, loss_fn=loss_fn, space=space, num_steps=4))(
         jax.random.key(4), images, labels
     )
-    again = jax.vmap(_image_apply)(images, res.op_index, res.level)
+    again = jax.jit(jax.vmap(_image_apply))(images, res.op_index, res.level)
     np.testing.assert_allclose(res.images, again, rtol=1e-6)
     np.testing.assert_allclose(res.loss, loss_fn(again, labels), rtol=1e-6)
     assert res.images.shape == images.shape
@@ -176,7 +176,7 @@ def test_default_trivial_augment_space():
     assert np.all((np.asarray(res.level_trace) >= 0) & (np.asarray(res.level_trace) < 62))
     bins = res.level % 31
     signs = jnp.where(res.level < 31, 1, -1)
-    again = jax.vmap(lambda im, o, b, s: policies.apply_op(im, o, b, sign=s))(
+    again = jax.jit(jax.vmap(lambda im, o, b, s: policies.apply_op(im, o, b, sign=s)))(
         images, res.op_index, bins, signs
     )
     np.testing.assert_array_equal(res.images, again)

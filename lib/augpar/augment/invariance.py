@@ -253,12 +253,8 @@ def mh_augment(
             )
         return loss.astype(jnp.float32)
 
-    k_init, k_chain = jax.random.split(key)
-    op0, level0 = _propose(k_init, space, batch)
-    x0 = apply_batch(images, op0, level0)
-    loss0 = losses_of(x0)
-
-    def step(carry, step_key):
+    def step(carry, xs):
+        t, step_key = xs
         x_cur, op_cur, level_cur, loss_cur, accepted = carry
         k_prop, k_u = jax.random.split(step_key)
         op_new, level_new = _propose(k_prop, space, batch)
@@ -266,25 +262,29 @@ def mh_augment(
         loss_new = losses_of(x_new)
         u = jax.random.uniform(k_u, (batch,), jnp.float32)
         valid_new = ~jnp.isnan(loss_new)
-        accept = (u * loss_cur < loss_new) | (jnp.isnan(loss_cur) & valid_new)
+        mh_accept = (u * loss_cur < loss_new) | (jnp.isnan(loss_cur) & valid_new)
+        accept = mh_accept | (t == 0)  # step 0 draws the initial state from the proposal
         x_next = jnp.where(accept.reshape(batch, 1, 1, 1), x_new, x_cur)
         op_next = jnp.where(accept, op_new, op_cur)
         level_next = jnp.where(accept, level_new, level_cur)
         loss_next = jnp.where(accept, loss_new, loss_cur)
-        carry = (x_next, op_next, level_next, loss_next, accepted + accept.astype(jnp.float32))
-        return carry, (op_next, level_next)
+        accepted = accepted + (mh_accept & (t > 0)).astype(jnp.float32)
+        return (x_next, op_next, level_next, loss_next, accepted), (op_next, level_next)
 
-    init = (x0, op0, level0, loss0, jnp.zeros((batch,), jnp.float32))
-    keys = jax.random.split(k_chain, num_steps - 1)
-    (x, op, level, loss, accepted), (op_tr, level_tr) = jax.lax.scan(step, init, keys)
+    # The initial draw is step 0 of the same scan, so apply_fn and loss_fn are traced once.
+    zeros_i = jnp.zeros((batch,), jnp.int32)
+    zeros_f = jnp.zeros((batch,), jnp.float32)
+    init = (images, zeros_i, zeros_i, zeros_f, zeros_f)
+    xs = (jnp.arange(num_steps, dtype=jnp.int32), jax.random.split(key, num_steps))
+    (x, op, level, loss, accepted), (op_tr, level_tr) = jax.lax.scan(step, init, xs)
     return MHResult(
         images=x,
         op_index=op,
         level=level,
         loss=loss,
         accept_rate=accepted / max(num_steps - 1, 1),
-        op_trace=jnp.concatenate([op0[None], op_tr], axis=0),
-        level_trace=jnp.concatenate([level0[None], level_tr], axis=0),
+        op_trace=op_tr,
+        level_trace=level_tr,
     )
 
 
