@@ -10,6 +10,7 @@ from augpar.parallel.mesh import (
     replicated,
     shard_batch,
     shard_params,
+    tree_shardings,
     validate_global_batch,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "replicated",
     "shard_batch",
     "shard_params",
+    "tree_shardings",
     "validate_global_batch",
 ]

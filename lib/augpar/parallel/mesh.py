@@ -131,24 +131,29 @@ def shard_batch(batch: Any, mesh: Mesh) -> Any:
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
-def shard_params(params: Any, rules: Any, mesh: Mesh) -> Any:
-    """Places a parameter pytree on ``mesh``.
+def tree_shardings(tree: Any, rules: Any, mesh: Mesh) -> Any:
+    """The ``NamedSharding`` of every leaf of ``tree`` (arrays or ``ShapeDtypeStruct``s).
 
     Args:
-      params: a pytree of arrays (e.g. an ``nnx.State``).
+      tree: a pytree whose leaves have ``shape``/``ndim``.
       rules: ``None`` (replicate everything) or a callable ``(path, leaf) -> PartitionSpec``.
       mesh: the mesh.
-
-    Returns:
-      The same pytree with every leaf placed by its ``NamedSharding``.
     """
     if rules is None:
-        return jax.device_put(params, replicated(mesh))
+        return jax.tree.map(lambda _: replicated(mesh), tree)
     if not callable(rules):
         raise ValueError(
             f"rules must be None or a callable (path, leaf) -> PartitionSpec; got {rules!r}."
         )
-    shardings = jax.tree_util.tree_map_with_path(
-        lambda path, leaf: NamedSharding(mesh, rules(path, leaf)), params
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: NamedSharding(mesh, rules(path, leaf)), tree
     )
-    return jax.device_put(params, shardings)
+
+
+def shard_params(params: Any, rules: Any, mesh: Mesh) -> Any:
+    """Places a parameter pytree on ``mesh`` by :func:`tree_shardings` of ``rules``.
+
+    Returns:
+      The same pytree with every leaf placed by its ``NamedSharding``.
+    """
+    return jax.device_put(params, tree_shardings(params, rules, mesh))

@@ -15,7 +15,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from augpar.parallel import shard_batch, shard_params, validate_global_batch
+from augpar.parallel import shard_batch, tree_shardings, validate_global_batch
 from augpar.train.checkpoint import Checkpointer
 from augpar.train.metrics import MetricsWriter, plot_curves, write_config
 from augpar.train.state import TrainState, create_train_state
@@ -166,8 +166,9 @@ def train(
     if config is not None and is_main:
         write_config(workdir, config)
 
-    graphdef, state = create_train_state(model, tx, seed=seed)
-    state = shard_params(state, param_rules, mesh)
+    graphdef, state = create_train_state(
+        model, tx, seed=seed, shardings_fn=lambda s: tree_shardings(s, param_rules, mesh)
+    )
     state_sharding = jax.tree.map(lambda x: x.sharding, state)
 
     ckpt = Checkpointer(workdir, max_to_keep=loop.keep_checkpoints)

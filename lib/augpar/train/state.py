@@ -32,22 +32,41 @@ class TrainState:
 
 
 def create_train_state(
-    model: nnx.Module, tx: optax.GradientTransformation, *, seed: int
+    model: nnx.Module,
+    tx: optax.GradientTransformation,
+    *,
+    seed: int,
+    shardings_fn: Any = None,
 ) -> tuple[nnx.GraphDef, TrainState]:
     """Splits an NNX model into its static graph and a fresh :class:`TrainState`.
+
+    The state is built by one jitted function (optimizer slots are created on device, already
+    laid out), not op by op.
+
+    Args:
+      model: the initialised model.
+      tx: the optimizer.
+      seed: seeds ``state.rng``.
+      shardings_fn: optional ``abstract_state -> pytree of shardings`` for the output layout.
 
     Returns:
       ``(graphdef, state)``; ``nnx.merge(graphdef, state.params, state.rest)`` rebuilds the model.
     """
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    state = TrainState(
-        step=jnp.zeros((), jnp.int32),
-        params=params,
-        rest=rest,
-        opt_state=tx.init(params),
-        rng=jax.random.PRNGKey(seed),
-    )
-    return graphdef, state
+
+    def init(params, rest):
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            rest=rest,
+            opt_state=tx.init(params),
+            rng=jax.random.PRNGKey(seed),
+        )
+
+    out_shardings = None
+    if shardings_fn is not None:
+        out_shardings = shardings_fn(jax.eval_shape(init, params, rest))
+    return graphdef, jax.jit(init, out_shardings=out_shardings)(params, rest)
 
 
 def merge_model(graphdef: nnx.GraphDef, state: TrainState) -> nnx.Module:

@@ -40,19 +40,23 @@ def make_train_step(
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict[str, jax.Array]]:
         rng = jax.random.fold_in(state.rng, state.step)
 
-        def compute(params):
-            model = nnx.merge(graphdef, params, state.rest)
+        # Variables of `rest` are rebuilt (tree.map) inside the differentiated trace, where the
+        # model may update them (e.g. BatchNorm statistics); NNX forbids mutating outer ones.
+        def compute(params, rest):
+            model = nnx.merge(graphdef, params, jax.tree.map(lambda x: x, rest))
             loss, metrics = loss_fn(model, batch, rng)
             _, _, rest = nnx.split(model, nnx.Param, ...)
             return loss, (metrics, rest)
 
-        (loss, (metrics, rest)), grads = jax.value_and_grad(compute, has_aux=True)(state.params)
+        (loss, (metrics, rest)), grads = jax.value_and_grad(compute, has_aux=True)(
+            state.params, state.rest
+        )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new_state = state.replace(
             step=state.step + 1, params=params, rest=rest, opt_state=opt_state
         )
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **metrics}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), **metrics}
         return new_state, metrics
 
     state_sharding = replicated(mesh) if state_sharding is None else state_sharding
