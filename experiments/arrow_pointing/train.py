@@ -157,7 +157,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     results, timings = {}, {}
     for name in models:
-        model = MODEL_BUILDERS[name](config, nnx.Rngs(config.seed))
+        # Built by one jitted function: eager initialisation compiles every op separately.
+        model = nnx.jit(lambda name=name: MODEL_BUILDERS[name](config, nnx.Rngs(config.seed)))()
         t_model = time.perf_counter()
         result = train(
             workdir=os.path.join(workdir, name),
