@@ -1,0 +1,1 @@
+"""Pallas kernels, one folder per op, each beside its pure-JAX reference (``reference.py``)."""
