@@ -40,6 +40,7 @@ __all__ = [
     "apply_ops",
     "augmix",
     "augmix_js_loss",
+    "augmix_weights",
     "rand_augment",
     "sample_ops",
     "trivial_augment_wide",
@@ -613,15 +614,13 @@ def augmix(
     n_ops = len(AUGMIX_OPS) if all_ops else 9
     identity = len(AUGMIX_OPS)
     max_depth = chain_depth if chain_depth > 0 else 3
-    key_m, key_w, key_depth, key_ops = jax.random.split(key, 4)
-    m = jax.random.dirichlet(key_m, jnp.full((2,), alpha, jnp.float32), (b,))
-    weights = jax.random.dirichlet(key_w, jnp.full((mixture_width,), alpha, jnp.float32), (b,))
-    weights = weights * m[:, 1:2]
+    key_weights, key_depth, key_ops = jax.random.split(key, 3)
+    m0, weights = augmix_weights(key_weights, b, mixture_width=mixture_width, alpha=alpha)
     if chain_depth > 0:
         depth = jnp.full((mixture_width, b), chain_depth, jnp.int32)
     else:
         depth = jax.random.randint(key_depth, (mixture_width, b), 1, 4, dtype=jnp.int32)
-    mix = _exact_mul_batch(images, m[:, 0])
+    mix = _exact_mul_batch(images, m0)
     chain_keys = jax.random.split(key_ops, mixture_width)
     for i in range(mixture_width):
         draw = sample_ops(
@@ -643,7 +642,24 @@ def augmix(
             interpolation=interpolation,
         )
         mix = mix + _exact_mul_batch(aug, weights[:, i])
-    return mix.astype(jnp.uint8)
+    return _color.truncate_u8(mix)
+
+
+def augmix_weights(
+    key: jax.Array, batch: int, *, mixture_width: int = 3, alpha: float = 1.0
+) -> tuple[Float[Array, " b"], Float[Array, "b width"]]:
+    """AugMix mixing weights per image, as torchvision draws them.
+
+    ``(m0, m1) ~ Dirichlet(alpha, alpha)`` (i.e. ``m1 ~ Beta(alpha, alpha)``) and
+    ``w = m1 * Dirichlet(alpha * 1_width)``, so ``m0 + sum(w) == 1``.
+
+    Returns:
+      ``m0`` float32 ``[B]`` (weight of the original image) and ``w`` float32 ``[B, width]``.
+    """
+    key_m, key_w = jax.random.split(key)
+    m = jax.random.dirichlet(key_m, jnp.full((2,), alpha, jnp.float32), (batch,))
+    w = jax.random.dirichlet(key_w, jnp.full((mixture_width,), alpha, jnp.float32), (batch,))
+    return m[:, 0], w * m[:, 1:2]
 
 
 def _exact_mul_batch(images, weight):
