@@ -242,6 +242,54 @@ def test_primal_dual_step_gradients_and_gamma():
     assert float(out.metrics["constraint_slack"]) == pytest.approx(float(aug) - 0.5, rel=1e-5)
 
 
+def test_primal_dual_step_under_shard_map_uses_global_means():
+    """With axis_name, γ and the gradients are those of the whole (8-way sharded) batch."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((8,), ("data",))
+    images = jax.random.normal(jax.random.key(11), (16, 3, 3, 1))
+    labels = jnp.arange(16) % 3
+    params = {"w": 0.3 * jax.random.normal(jax.random.key(12), (9, 3)), "b": jnp.zeros(3)}
+    space = inv.TransformSpace(_image_apply, 4, 3)
+    core = inv.make_primal_dual_step(
+        _linear_loss, space=space, epsilon=0.5, dual_lr=0.1, axis_name="data"
+    )
+
+    def body(key, p, x, y, gamma):
+        out = core(jax.random.fold_in(key, jax.lax.axis_index("data")), p, x, y, gamma)
+        return out.gamma, out.metrics["aug_loss"], out.augmented, out.grads
+
+    sharded = functools.partial(jax.device_put, device=NamedSharding(mesh, P("data")))
+    step = jax.jit(
+        jax.shard_map(
+            body,
+            mesh=mesh,
+            in_specs=(P(), P(), P("data"), P("data"), P()),
+            out_specs=(P(), P(), P("data"), P()),
+        )
+    )
+    gamma, aug_loss, augmented, grads = step(
+        jax.random.key(13), params, sharded(images), sharded(labels), jnp.float32(0.7)
+    )
+    augmented = np.asarray(augmented)
+    assert len({tuple(np.asarray(a).ravel()) for a in augmented.reshape(8, 2, -1)}) > 1
+
+    @jax.jit
+    def reference(p, x_aug):
+        def direct(q):
+            aug = _linear_loss(q, x_aug, labels).mean()
+            return _linear_loss(q, images, labels).mean() + 0.7 * aug, aug
+
+        return jax.value_and_grad(direct, has_aux=True)(p)
+
+    (_, ref_aug), ref_grads = reference(params, jnp.asarray(augmented))
+    assert float(aug_loss) == pytest.approx(float(ref_aug), rel=1e-5)
+    assert float(gamma) == pytest.approx(0.7 + 0.1 * (float(ref_aug) - 0.5), rel=1e-5)
+    for name in params:
+        np.testing.assert_allclose(np.asarray(grads[name]), ref_grads[name], rtol=1e-4, atol=1e-6)
+
+
 def test_primal_dual_training_moves_gamma_with_the_constraint():
     """γ grows while the constraint is violated (ε = 0) and stays at 0 when it is slack."""
     images = jax.random.normal(jax.random.key(6), (16, 3, 3, 1))

@@ -20,6 +20,8 @@ The pieces:
 - :func:`mh_augment` – the sampler, a ``lax.scan`` over chain steps; every image has its own
   chain (the transform is ``vmap``-ed over the batch, the loss is one batched call per step).
 - :func:`primal_dual_objective`, :func:`dual_update` – the two halves of a step.
+- :func:`op_histogram` – counts of the sampled ops, to see which transformations the
+  constraint asks for over training.
 - :func:`make_primal_dual_step` – a pure step core ``(key, params, images, labels, gamma) ->
   PrimalDualOutput(loss, grads, gamma, aux, metrics)`` that an experiment wraps with its
   optimiser.
@@ -35,6 +37,7 @@ Differences from the reference code (deliberate, documented):
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -272,9 +275,15 @@ def mh_augment(
         return (x_next, op_next, level_next, loss_next, accepted), (op_next, level_next)
 
     # The initial draw is step 0 of the same scan, so apply_fn and loss_fn are traced once.
-    zeros_i = jnp.zeros((batch,), jnp.int32)
-    zeros_f = jnp.zeros((batch,), jnp.float32)
-    init = (images, zeros_i, zeros_i, zeros_f, zeros_f)
+    # The placeholder carry must have the varying-axes type of the step outputs inside
+    # ``jax.shard_map``: it is derived (by a no-op select) from the key, images and labels.
+    never = jnp.zeros((batch,), bool)
+    zeros_f = 0.0 * jax.random.uniform(key, (batch,), jnp.float32)
+    for ref in (images, jnp.asarray(labels)):
+        zeros_f = jnp.where(never, ref.reshape(batch, -1)[:, 0].astype(jnp.float32), zeros_f)
+    zeros_i = zeros_f.astype(jnp.int32)
+    x_init = jnp.where(zeros_f.reshape(batch, 1, 1, 1) != 0, images, images)
+    init = (x_init, zeros_i, zeros_i, zeros_f, zeros_f)
     xs = (jnp.arange(num_steps, dtype=jnp.int32), jax.random.split(key, num_steps))
     (x, op, level, loss, accepted), (op_tr, level_tr) = jax.lax.scan(step, init, xs)
     return MHResult(
@@ -344,9 +353,9 @@ def dual_update(
 
 
 def _check_dual_hparams(epsilon, dual_lr):
-    if not isinstance(epsilon, int | float) or not epsilon >= 0:
+    if not isinstance(epsilon, numbers.Real) or isinstance(epsilon, bool) or not epsilon >= 0:
         raise ValueError(f"epsilon must be a number >= 0; got {epsilon!r}.")
-    if not isinstance(dual_lr, int | float) or not dual_lr > 0:
+    if not isinstance(dual_lr, numbers.Real) or isinstance(dual_lr, bool) or not dual_lr > 0:
         raise ValueError(f"dual_lr must be a number > 0; got {dual_lr!r}.")
 
 
@@ -380,6 +389,7 @@ def make_primal_dual_step(
     dual_lr: float,
     num_steps: int = 2,
     has_aux: bool = False,
+    axis_name: str | None = None,
 ) -> Callable[..., PrimalDualOutput]:
     """Build the pure core of one primal–dual training step.
 
@@ -410,6 +420,14 @@ def make_primal_dual_step(
       dual_lr: dual step size η > 0.
       num_steps: MH chain length (2 = reference).
       has_aux: ``per_example_loss`` returns ``(losses, aux)``.
+      axis_name: data-parallel axis when the step runs inside ``jax.shard_map`` on a shard of
+        the batch (``None`` under plain ``jit``, where means are global anyway, or on one
+        device). The mean losses that drive the dual update and the metrics are
+        ``lax.pmean``-ed, so γ is identical on every device, and the local objective is
+        divided by the axis size so that the gradient of replicated parameters, which
+        ``shard_map`` (``check_vma=True``) sums over the axis, equals the gradient of the
+        global-batch objective. Give each device its own key (``random.fold_in`` with
+        ``lax.axis_index``).
 
     Returns:
       ``step(key, params, images, labels, gamma) -> PrimalDualOutput``.
@@ -451,20 +469,29 @@ def make_primal_dual_step(
                 )
             clean, aug = losses[:batch], losses[batch:]
             loss = primal_dual_objective(clean, aug, gamma)
-            return loss, (jnp.mean(clean), jnp.mean(aug), aux)
+            # Inside shard_map the gradient of replicated parameters is summed over the axis
+            # (transpose of the implicit pvary); scaling by 1/size makes it the global mean.
+            scale = 1.0 if axis_name is None else 1.0 / jax.lax.axis_size(axis_name)
+            return loss * scale, (loss, jnp.mean(clean), jnp.mean(aug), aux)
 
-        (loss, (clean_loss, aug_loss, aux)), grads = jax.value_and_grad(objective, has_aux=True)(
+        (_, (loss, clean_loss, aug_loss, aux)), grads = jax.value_and_grad(objective, has_aux=True)(
             params
         )
+        if axis_name is not None:
+            loss, clean_loss, aug_loss = jax.lax.pmean((loss, clean_loss, aug_loss), axis_name)
         new_gamma = dual_update(gamma, aug_loss, epsilon=epsilon, dual_lr=dual_lr)
         op_counts = jnp.zeros((space.num_ops,), jnp.int32).at[mh.op_index].add(1)
+        accept_rate = jnp.mean(mh.accept_rate)
+        if axis_name is not None:
+            op_counts = jax.lax.psum(op_counts, axis_name)
+            accept_rate = jax.lax.pmean(accept_rate, axis_name)
         metrics = {
             "loss": loss,
             "clean_loss": clean_loss,
             "aug_loss": aug_loss,
             "gamma": jnp.asarray(gamma, jnp.float32),
             "constraint_slack": aug_loss - epsilon,
-            "accept_rate": jnp.mean(mh.accept_rate),
+            "accept_rate": accept_rate,
             "op_counts": op_counts,
         }
         return PrimalDualOutput(loss, grads, new_gamma, aux, metrics, mh.images)

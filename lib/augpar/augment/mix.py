@@ -32,6 +32,7 @@ documented guesses, to be replaced once the paper's rule is known.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 
 import jax
@@ -79,7 +80,7 @@ def _check_images(images: jax.Array, name: str = "images") -> None:
 
 
 def _check_alpha(alpha: float) -> None:
-    if not isinstance(alpha, int | float) or not alpha > 0:
+    if not isinstance(alpha, numbers.Real) or isinstance(alpha, bool) or not alpha > 0:
         raise ValueError(f"alpha (Beta concentration) must be a number > 0; got {alpha!r}.")
 
 
@@ -93,7 +94,8 @@ def to_soft_labels(labels: Labels, num_classes: int) -> Float[Array, "b k"]:
 
     Args:
       labels: int ``[B]`` class ids in ``0..num_classes-1``, or floating ``[B, num_classes]``
-        soft targets whose rows sum to 1 (not checked: values are traced).
+        soft targets whose rows sum to 1. Values are traced and cannot be checked here: an
+        out-of-range id becomes an all-zero row (``jax.nn.one_hot`` semantics).
       num_classes: K, a positive Python int.
 
     Returns:
