@@ -1,5 +1,6 @@
 """Tests for augpar.augment.coreset: greedy vs brute force, lazy == plain, weights, train step."""
 
+import functools
 import itertools
 import math
 
@@ -213,6 +214,57 @@ def test_coreset_step_matches_direct_gradient():
     assert float(out.loss) == pytest.approx(float(value), rel=1e-5)
     for name in params:
         np.testing.assert_allclose(out.grads[name], grads[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["concat", "sum"])
+def test_coreset_step_under_shard_map_equals_global(reduction):
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((8,), ("data",))
+    k1, k2, k3, k4 = jax.random.split(jax.random.key(1), 4)
+    x, xs = jax.random.normal(k1, (16, 2, 2, 1)), jax.random.normal(k2, (8, 2, 2, 1))
+    y, ys = jnp.arange(16) % 3, jnp.arange(8) % 3
+    weights = jax.random.uniform(k3, (8,), minval=0.5, maxval=2.0)
+    mask = jnp.array([True, False, True, True, True, True, False, False])  # uneven per shard
+    params = {"w": jax.random.normal(k4, (4, 3)), "b": jnp.zeros(3)}
+
+    def per_example_loss(p, images, labels):
+        logits = images.reshape(images.shape[0], -1) @ p["w"] + p["b"][None, :]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+    core = cs.make_coreset_step(per_example_loss, reduction=reduction, axis_name="data")
+
+    def body(p, a, b, c, d, w, m):
+        out = core(None, p, a, b, c, d, w, m)
+        return out.loss, out.grads, out.metrics["aug_loss"]
+
+    d = P("data")
+    step = jax.jit(
+        jax.shard_map(body, mesh=mesh, in_specs=(P(), d, d, d, d, d, d), out_specs=(P(), P(), P()))
+    )
+    put = functools.partial(jax.device_put, device=NamedSharding(mesh, d))
+    loss, grads, aug_metric = step(params, *map(put, (x, y, xs, ys, weights, mask)))
+
+    @jax.jit
+    def reference(p):
+        return jax.value_and_grad(
+            lambda q: cs.coreset_loss(
+                per_example_loss(q, x, y),
+                per_example_loss(q, xs, ys),
+                weights,
+                aug_mask=mask,
+                reduction=reduction,
+            )
+        )(p)
+
+    ref_loss, ref_grads = reference(params)
+    assert float(loss) == pytest.approx(float(ref_loss), rel=1e-5)
+    for name in params:
+        np.testing.assert_allclose(np.asarray(grads[name]), ref_grads[name], rtol=1e-4, atol=1e-6)
+    aug = per_example_loss(params, xs, ys)
+    expected_aug = float(jnp.sum(weights * aug * mask) / jnp.sum(weights * mask))
+    assert float(aug_metric) == pytest.approx(expected_aug, rel=1e-5)
 
 
 def test_invalid_arguments_raise():

@@ -25,6 +25,7 @@ binary heap), which costs ``O(n_c²)`` memory per class. Proxies and the train s
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -187,7 +188,11 @@ def facility_location_greedy(
       ``(selected int32[k] in selection order, gains float[k] marginal gains)``.
     """
     _check_similarity_and_k(similarity, k, allow_zero=False)
-    s = jnp.asarray(similarity)
+    return _dense_greedy(jnp.asarray(similarity), int(k))
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def _dense_greedy(s: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     n = s.shape[0]
 
     def body(t, carry):
@@ -439,6 +444,7 @@ def coreset_loss(
     *,
     aug_mask: Bool[Array, " m"] | None = None,
     reduction: str = "concat",
+    axis_name: str | None = None,
 ) -> Float[Array, ""]:
     """Combine clean full-data losses with weighted losses of augmented coreset examples.
 
@@ -452,9 +458,13 @@ def coreset_loss(
       aug_weights: ``[M]`` coreset weights (``Coreset.weights`` gathered for the batch).
       aug_mask: optional ``bool[M]``, False for padding rows (static batch shapes).
       reduction: ``"concat"`` or ``"sum"``.
+      axis_name: data-parallel axis inside ``jax.shard_map``: the counts in the denominators
+        are ``psum``-ed, and the result is this shard's *share* of the global loss (``psum``
+        it over the axis for the value). Its gradient, summed over the axis as ``shard_map``
+        does for replicated parameters, is the gradient of the global-batch loss.
 
     Returns:
-      scalar.
+      scalar (the loss, or with ``axis_name`` this shard's share of it).
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}.")
@@ -469,16 +479,19 @@ def coreset_loss(
     valid = jnp.ones(m, jnp.float32) if aug_mask is None else jnp.asarray(aug_mask, jnp.float32)
     weighted = jnp.sum(aug_weights * aug_losses * valid)
     n_valid = jnp.sum(valid)
+    n_clean = jnp.float32(clean_losses.shape[0])
+    if axis_name is not None:
+        n_clean, n_valid = jax.lax.psum((n_clean, n_valid), axis_name)
     if reduction == "concat":
-        return (jnp.sum(clean_losses) + weighted) / (clean_losses.shape[0] + n_valid)
-    return jnp.mean(clean_losses) + weighted / jnp.maximum(n_valid, 1.0)
+        return (jnp.sum(clean_losses) + weighted) / (n_clean + n_valid)
+    return jnp.sum(clean_losses) / n_clean + weighted / jnp.maximum(n_valid, 1.0)
 
 
 class CoresetStepOutput(NamedTuple):
     """Output of a step built by :func:`make_coreset_step`.
 
     Attributes:
-      loss: scalar combined loss.
+      loss: scalar combined loss (global over the axis when built with ``axis_name``).
       grads: gradient of ``loss`` w.r.t. ``params``.
       aux: auxiliary output of ``per_example_loss`` (``None`` unless ``has_aux``).
       metrics: ``loss, clean_loss`` (mean) and ``aug_loss`` (weighted mean over valid rows).
@@ -496,6 +509,7 @@ def make_coreset_step(
     augment_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     reduction: str = "concat",
     has_aux: bool = False,
+    axis_name: str | None = None,
 ) -> Callable[..., CoresetStepOutput]:
     """Build the pure core of a "full data + augmented weighted coreset" step.
 
@@ -519,6 +533,9 @@ def make_coreset_step(
         the subset batch is already augmented.
       reduction: see :func:`coreset_loss`.
       has_aux: ``per_example_loss`` returns ``(losses, aux)``.
+      axis_name: data-parallel axis inside ``jax.shard_map`` (see :func:`coreset_loss`); the
+        returned loss and metrics are then global and the gradients of replicated parameters
+        are those of the global-batch loss.
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}; got {reduction!r}.")
@@ -564,16 +581,26 @@ def make_coreset_step(
                     f"per_example_loss must return shape ({both_x.shape[0]},); got {losses.shape}."
                 )
             clean, aug = losses[:b], losses[b:]
-            loss = coreset_loss(clean, aug, weights, aug_mask=subset_mask, reduction=reduction)
+            loss = coreset_loss(
+                clean,
+                aug,
+                weights,
+                aug_mask=subset_mask,
+                reduction=reduction,
+                axis_name=axis_name,
+            )
             valid = (
                 jnp.ones_like(weights) if subset_mask is None else subset_mask.astype(jnp.float32)
             )
-            aug_mean = jnp.sum(weights * aug * valid) / jnp.maximum(jnp.sum(weights * valid), 1e-12)
-            return loss, (jnp.mean(clean), aug_mean, aux)
+            sums = (jnp.sum(clean), jnp.float32(b), jnp.sum(weights * aug * valid))
+            sums = sums + (jnp.sum(weights * valid),)
+            return loss, (sums, aux)
 
-        (loss, (clean_mean, aug_mean, aux)), grads = jax.value_and_grad(objective, has_aux=True)(
-            params
-        )
+        (loss, (sums, aux)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        if axis_name is not None:
+            loss, sums = jax.lax.psum((loss, sums), axis_name)
+        clean_mean = sums[0] / sums[1]
+        aug_mean = sums[2] / jnp.maximum(sums[3], 1e-12)
         metrics = {"loss": loss, "clean_loss": clean_mean, "aug_loss": aug_mean}
         return CoresetStepOutput(loss, grads, aux, metrics)
 
