@@ -146,6 +146,26 @@ def test_gradient_proxy_is_the_logit_gradient():
     np.testing.assert_allclose(gh, grads.transpose(0, 2, 1).reshape(2, 6), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("use_features", [False, True])
+def test_dataset_gradient_proxies_match_one_pass(use_features):
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(23, 2, 3)).astype(np.float32)
+    labels = rng.integers(0, 4, 23)
+    w = jnp.asarray(rng.normal(size=(6, 4)), jnp.float32)
+
+    def logits_fn(x):
+        h = jnp.tanh(x.reshape(x.shape[0], -1))
+        return (h @ w, h) if use_features else h @ w
+
+    got = cs.dataset_gradient_proxies(
+        logits_fn, images, labels, batch_size=8, use_features=use_features
+    )
+    h = jnp.tanh(jnp.asarray(images).reshape(23, -1))
+    ref = cs.gradient_proxy(h @ w, jnp.asarray(labels), features=h if use_features else None)
+    assert got.shape == ref.shape == ((23, 24) if use_features else (23, 4))
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+
+
 def test_class_budgets():
     np.testing.assert_array_equal(cs.class_budgets(np.array([10, 20, 70]), 10), [1, 2, 7])
     np.testing.assert_array_equal(cs.class_budgets(np.array([10, 5, 5]), 7), [3, 2, 2])

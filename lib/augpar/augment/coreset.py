@@ -41,6 +41,7 @@ __all__ = [
     "class_budgets",
     "cluster_sizes",
     "coreset_loss",
+    "dataset_gradient_proxies",
     "facility_location_greedy",
     "facility_location_lazy_greedy",
     "facility_location_value",
@@ -97,6 +98,54 @@ def gradient_proxy(
         raise ValueError(f"features must be [N={n}, D]; got shape {tuple(features.shape)}.")
     outer = g[:, :, None] * features.astype(jnp.float32)[:, None, :]
     return outer.reshape(n, k * features.shape[1])
+
+
+def dataset_gradient_proxies(
+    logits_fn: Callable[[jax.Array], Any],
+    images: Shaped[Array, "n ..."],
+    labels: Int[Array, " n"],
+    *,
+    batch_size: int,
+    use_features: bool = False,
+) -> np.ndarray:
+    """Gradient proxies of a whole (host) dataset, in fixed-size jitted batches.
+
+    Args:
+      logits_fn: ``logits_fn(images[b, ...]) -> logits[b, K]``, or ``(logits, features[b, D])``
+        when ``use_features``; a closure over the current parameters, in eval mode, applied to
+        un-augmented inputs (as the reference does).
+      images: ``[N, ...]`` numpy or JAX array.
+      labels: ``int[N]``.
+      batch_size: static batch size; the last batch is zero-padded and the padding dropped.
+      use_features: use ``(p − y) ⊗ h`` (last-layer gradient) instead of ``p − y``.
+
+    Returns:
+      numpy float32 ``[N, K]`` or ``[N, K·D]``.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int; got {batch_size!r}.")
+    n = int(np.shape(images)[0])
+    if np.shape(labels) != (n,):
+        raise ValueError(f"labels must have shape ({n},); got {np.shape(labels)}.")
+
+    @jax.jit
+    def proxies(x, y):
+        out = logits_fn(x)
+        if use_features:
+            logits, features = out
+            return gradient_proxy(logits, y, features=features)
+        return gradient_proxy(out, y)
+
+    chunks = []
+    for start in range(0, n, batch_size):
+        x = np.asarray(images[start : start + batch_size])
+        y = np.asarray(labels[start : start + batch_size])
+        pad = batch_size - x.shape[0]
+        if pad:
+            x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+            y = np.concatenate([y, np.zeros((pad,), y.dtype)])
+        chunks.append(np.asarray(proxies(x, y))[: batch_size - pad])
+    return np.concatenate(chunks, axis=0)
 
 
 def pairwise_similarity(
