@@ -284,6 +284,7 @@ def _tables(space: str, op_names: tuple[str, ...], num_bins: int, height: int, w
 
 
 def _gather(tables: _Params, op, bin_, sign_index) -> _Params:
+    """Per-image parameters: each table indexed at ``[op, bin, sign]`` (any batch shape)."""
     return _Params(*(jnp.asarray(t)[op, bin_, sign_index] for t in tables))
 
 
@@ -359,13 +360,24 @@ def apply_op(
         )
     if sign is not None and ops._is_static(sign) and int(sign) not in (-1, 1):
         raise ValueError(f"sign must be +1, -1 or None, got {sign}")
+    sign = 1 if sign is None else sign
+    return _apply_one(
+        image,
+        jnp.asarray(op_index, jnp.int32),
+        jnp.asarray(magnitude_bin, jnp.int32),
+        jnp.asarray(sign, jnp.int32),
+        ops.fill_array(fill, image.shape[-1]),
+        num_magnitude_bins=num_magnitude_bins,
+        interpolation=interpolation,
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("num_magnitude_bins", "interpolation"))
+def _apply_one(image, op_index, magnitude_bin, sign, fill, *, num_magnitude_bins, interpolation):
     h, w = image.shape[0], image.shape[1]
     tables = _tables("trivial_augment_wide", TRIVIAL_AUGMENT_OPS, num_magnitude_bins, h, w, None)
-    sign_index = 0 if sign is None else (jnp.asarray(sign) < 0).astype(jnp.int32)
-    p = _gather(tables, jnp.asarray(op_index, jnp.int32), jnp.asarray(magnitude_bin), sign_index)
-    return _apply_params(
-        image, p, interpolation=interpolation, fill=ops.fill_array(fill, image.shape[-1])
-    )
+    p = _gather(tables, op_index, magnitude_bin, (sign < 0).astype(jnp.int32))
+    return _apply_params(image, p, interpolation=interpolation, fill=fill)
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,15 +455,34 @@ def apply_ops(
     _check_common(interpolation, num_magnitude_bins)
     if space not in _SPACES:
         raise ValueError(f"space must be one of {_SPACES}, got {space!r}")
-    _, h, w, c = images.shape
+    if draw.op.shape[0] == 0:
+        return images
+    return _apply_layers(
+        images,
+        draw,
+        ops.fill_array(fill, images.shape[-1]),
+        space=space,
+        num_magnitude_bins=num_magnitude_bins,
+        interpolation=interpolation,
+        level=level,
+    )
+
+
+@functools.partial(
+    jax.jit, static_argnames=("space", "num_magnitude_bins", "interpolation", "level")
+)
+def _apply_layers(images, draw, fill, *, space, num_magnitude_bins, interpolation, level):
+    """``lax.scan`` over layers; each layer is one vmapped warp + blend + LUT."""
+    _, h, w, _ = images.shape
     names = AUGMIX_OPS + ("Identity",) if space == "augmix" else RAND_AUGMENT_OPS
     tables = _tables(space, names, num_magnitude_bins, h, w, level)
-    fill_c = ops.fill_array(fill, c)
-    apply = jax.vmap(functools.partial(_apply_params, interpolation=interpolation, fill=fill_c))
-    for layer in range(draw.op.shape[0]):
-        sign_index = (draw.sign[layer] < 0).astype(jnp.int32)
-        p = _gather(tables, draw.op[layer], draw.magnitude_bin[layer], sign_index)
-        images = apply(images, p)
+    apply = jax.vmap(functools.partial(_apply_params, interpolation=interpolation, fill=fill))
+
+    def layer(x, d):
+        op, bin_, sign = d
+        return apply(x, _gather(tables, op, bin_, (sign < 0).astype(jnp.int32))), None
+
+    images, _ = jax.lax.scan(layer, images, tuple(draw))
     return images
 
 
@@ -622,16 +653,18 @@ def augmix(
         depth = jax.random.randint(key_depth, (mixture_width, b), 1, 4, dtype=jnp.int32)
     mix = _exact_mul_batch(images, m0)
     chain_keys = jax.random.split(key_ops, mixture_width)
-    for i in range(mixture_width):
+
+    def chain(mix, xs):
+        chain_key, chain_depth_b, weight = xs
         draw = sample_ops(
-            chain_keys[i],
+            chain_key,
             b,
             num_layers=max_depth,
             num_ops=n_ops,
             num_magnitude_bins=_AUGMIX_BINS,
             max_bin=severity,
         )
-        active = jnp.arange(max_depth, dtype=jnp.int32)[:, None] < depth[i][None, :]
+        active = jnp.arange(max_depth, dtype=jnp.int32)[:, None] < chain_depth_b[None, :]
         draw = draw._replace(op=jnp.where(active, draw.op, identity))
         aug = apply_ops(
             images,
@@ -641,7 +674,9 @@ def augmix(
             fill=fill,
             interpolation=interpolation,
         )
-        mix = mix + _exact_mul_batch(aug, weights[:, i])
+        return mix + _exact_mul_batch(aug, weight), None
+
+    mix, _ = jax.lax.scan(chain, mix, (chain_keys, depth, weights.T))
     return _color.truncate_u8(mix)
 
 
