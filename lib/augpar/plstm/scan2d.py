@@ -340,7 +340,7 @@ def plstm_2d(
             return None
         a = pad_grid(flat(a, None), 2)
         if carry is not None:
-            a = a + carry
+            a = a + carry[None, None]
         a = jnp.stack([_flip(a[:, i], o, 1) for i, o in enumerate(orientations)], 1)
         return a.reshape((Bf * n_or,) + a.shape[2:])
 
