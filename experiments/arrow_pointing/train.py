@@ -19,7 +19,7 @@ from flax import nnx
 from augpar.data import arrow_pointing
 from augpar.data.batching import batch_at_step, iterate_eval
 from augpar.data.tfds_source import image_classification_dataset
-from augpar.models import ViT
+from augpar.models import PLSTMVisionModel, ViT
 from augpar.parallel import make_mesh
 from augpar.train import (
     LoopConfig,
@@ -49,6 +49,25 @@ def build_vit(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
         depth=v.depth,
         num_heads=v.num_heads,
         mlp_ratio=v.mlp_ratio,
+        position_embedding=v.position_embedding,
+        rngs=rngs,
+    )
+
+
+def build_plstm(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
+    p = config.plstm
+    return PLSTMVisionModel(
+        image_size=config.data.resolution,
+        patch_size=p.patch_size,
+        num_classes=2,
+        dim=p.dim,
+        depth=p.depth,
+        num_heads=p.num_heads,
+        mlp_ratio=p.mlp_ratio,
+        mlp_multiple=p.mlp_multiple,
+        pooling=p.pooling,
+        method=p.method,
+        chunk_size=p.chunk_size,
         rngs=rngs,
     )
 
@@ -56,6 +75,7 @@ def build_vit(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
 # name -> (config, rngs) -> model taking float images [b, h, w, 3] and returning logits [b, 2].
 MODEL_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict, nnx.Rngs], nnx.Module]] = {
     "vit": build_vit,
+    "plstm": build_plstm,
 }
 
 SPLIT_TITLES = {

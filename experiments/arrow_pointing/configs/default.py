@@ -30,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.variant = variant
     c.seed = 0
-    c.models = "vit"  # comma-separated list of models to train one after another
+    c.models = "vit,plstm"  # comma-separated list of models to train one after another
 
     c.data = ml_collections.ConfigDict()
     c.data.resolution = 64  # training resolution; `_ext` splits are rendered at twice this
@@ -64,6 +64,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.vit.depth = 4
     c.vit.num_heads = 4
     c.vit.mlp_ratio = 2.0
+    c.vit.position_embedding = "learned"  # learned (bicubic-resized) | sincos2d | none
+
+    # pLSTM vision model (augpar.models.PLSTMVisionModel): depth counts PD blocks (2 layers each).
+    c.plstm = ml_collections.ConfigDict()
+    c.plstm.patch_size = 8
+    c.plstm.dim = 32
+    c.plstm.num_heads = 2
+    c.plstm.depth = 1
+    c.plstm.mlp_ratio = 2.0
+    c.plstm.mlp_multiple = 16
+    c.plstm.pooling = "corners"
+    c.plstm.method = "dense"  # 8x8 / 16x16 token grids: one dense chunk is cheapest on CPU
+    c.plstm.chunk_size = 8
 
     if variant == "gpu":
         c.data.resolution = 192
@@ -79,6 +92,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.optim.lr = 3e-4
         c.optim.warmup_fraction = 1 / 50
         c.vit.update(patch_size=16, dim=192, depth=12, num_heads=3, mlp_ratio=4.0)
+        # pLSTM-T (dim 192, 6 PD blocks); the paper's APE config overrides num_heads to 6.
+        # 12x12 tokens at 192 px (24x24 at 384 px) are padded exactly inside plstm_2d.
+        c.plstm.update(
+            patch_size=16, dim=192, num_heads=6, depth=6, mlp_ratio=4.0, mlp_multiple=64,
+            method="state_passing", chunk_size=16,
+        )  # fmt: skip
     elif variant == "smoke":
         c.data.resolution = 32
         c.data.num_train = 64
@@ -89,6 +108,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.log_every = 1
         c.checkpoint_every = 2
         c.vit.update(patch_size=8, dim=16, depth=1, num_heads=2, mlp_ratio=2.0)
+        c.models = "vit"
+        c.plstm.update(dim=16, num_heads=2, depth=1, mlp_ratio=2.0, mlp_multiple=16)
 
     apply_overrides(c, overrides)
     return c

@@ -63,6 +63,7 @@ class ViT(nnx.Module):
         mlp_ratio: float = 4.0,
         in_channels: int = 3,
         dropout: float = 0.0,
+        position_embedding: str = "learned",
         rngs: nnx.Rngs,
     ):
         if dim % num_heads:
@@ -72,6 +73,7 @@ class ViT(nnx.Module):
             patch_size=patch_size,
             in_channels=in_channels,
             dim=dim,
+            position_embedding=position_embedding,
             rngs=rngs,
         )
         self.cls = nnx.Param(jnp.zeros((1, 1, dim)))
