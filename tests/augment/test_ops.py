@@ -135,6 +135,23 @@ def test_traced_parameters_match_static():
         )
 
 
+def test_jit_with_static_parameters_matches_eager():
+    # Static parameters become constants under jit; XLA must not fold them into a different
+    # rounding pattern (this caught a 1-value bilinear difference before the barrier in _warp).
+    x = jnp.asarray(_rgb(8, 12, 14))
+    cases = [
+        lambda im: ops.shear_x(im, 0.33, interpolation="bilinear", fill=(10, 20, 30)),
+        lambda im: ops.affine(im, 17.0, (3, -2), 1.2, (5.0, -8.0), interpolation="bilinear"),
+        lambda im: ops.rotate(im, 33.0, interpolation="nearest", fill=7),
+        lambda im: ops.adjust_saturation(im, 0.1),
+        lambda im: ops.adjust_contrast(im, 1.9),
+        lambda im: ops.adjust_sharpness(im, 0.27),
+        lambda im: ops.adjust_brightness(im, 1.27),
+    ]
+    for fn in cases:
+        np.testing.assert_array_equal(jax.jit(fn)(x), fn(x))
+
+
 def test_rotate_fast_paths_agree_with_exact_matrices():
     sq = jnp.asarray(_rgb(4, 16, 16))
     np.testing.assert_array_equal(ops.rotate(sq, 90.0), jnp.rot90(sq, 1, axes=(0, 1)))

@@ -85,6 +85,10 @@ def blend(
       ``x + (blur - x) * alpha``. Identity when ``ratio == 1`` and ``alpha == 0``.
     """
     c = image_f.shape[-1]
+    # Constant factors (static parameters under jit) must not be folded into the arithmetic.
+    ratio, alpha = jax.lax.optimization_barrier(
+        (jnp.asarray(ratio, jnp.float32), jnp.asarray(alpha, jnp.float32))
+    )
     if c == 3:
         gray = grayscale_floor(image_f)[..., None]
     else:

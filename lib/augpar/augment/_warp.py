@@ -78,7 +78,9 @@ def _source_coords(matrix: jax.Array, h: int, w: int) -> tuple[jax.Array, jax.Ar
     compiled with FMA contraction, and only this rounding pattern reproduces them bit for bit.
     """
     f32 = jnp.float32
-    m = matrix.astype(f32)
+    # A constant matrix (static parameters under jit) would let XLA constant-fold and simplify
+    # the grid arithmetic, which changes its rounding; the barrier keeps the computed pattern.
+    m = jax.lax.optimization_barrier(jnp.asarray(matrix, f32))
     half_w, half_h = f32(0.5 * w), f32(0.5 * h)
     t00, t01, t02 = (_exact.div(m[k], half_w) for k in (0, 1, 2))
     t10, t11, t12 = (_exact.div(m[k], half_h) for k in (3, 4, 5))
