@@ -212,3 +212,20 @@ def test_smoke_every_variant_then_restore_and_continue(tmp_path, capsys):
     assert again["invariance"]["restored_finished_run"]
     last = [r for r in read_metrics(str(tmp_path / "invariance")) if "eval/test/accuracy" in r]
     assert again["invariance"]["accuracy"] == pytest.approx(last[-1]["eval/test/accuracy"])
+
+
+def test_gpu_config_loads_cifar10_through_tfds_under_mock_data():
+    import tensorflow_datasets as tfds
+
+    config = default.get_config("gpu")
+    config.data.train_per_class = 2
+    with tfds.testing.mock_data(num_examples=30):
+        train_set, test_set, num_classes = asd_train.load_data(config)
+    assert num_classes == 10
+    assert test_set["image"].shape == (30, 32, 32, 3) and test_set["image"].dtype == np.uint8
+    counts = np.bincount(train_set["label"], minlength=10)
+    assert train_set["image"].shape[0] == counts.sum() and counts.max() <= 2
+    base = objectives.make_base_augment(config)  # crop + flip for CIFAR
+    out = base(jax.random.key(0), jnp.asarray(test_set["image"][:4]))
+    assert out.shape == (4, 32, 32, 3) and out.dtype == jnp.uint8
+    assert not np.array_equal(np.asarray(out), test_set["image"][:4])
