@@ -57,6 +57,30 @@ def _chunk_operators(T, S, M):
     return Tl[:, :, 0], Sl[:, :, 0], Ml[:, :, 0], Gl[:, :, 0]
 
 
+def _chunk_operators_scalar(T, S, M):
+    """All-J = 1 version of :func:`_chunk_operators` on squeezed arrays ``[B, n, C]``:
+    the same merges, with products instead of J-matrix contractions."""
+    B, n, C = T.shape
+    Tl, Sl, Ml = T, S[..., None], M[..., None]
+    Gl = jnp.zeros((B, n, C, 1, 1), S.dtype)
+    s = 1
+    while s < C:
+        m = C // (2 * s)
+        Tp, Sp, Mp, Gp = (x.reshape((B, n, m, 2) + x.shape[3:]) for x in (Tl, Sl, Ml, Gl))
+        Ta, Tb = Tp[:, :, :, 0], Tp[:, :, :, 1]
+        Sa, Sb = Sp[:, :, :, 0], Sp[:, :, :, 1]
+        Ma, Mb = Mp[:, :, :, 0], Mp[:, :, :, 1]
+        Ga, Gb = Gp[:, :, :, 0], Gp[:, :, :, 1]
+        Tl = Tb * Ta
+        Sl = jnp.concatenate([Tb[..., None] * Sa, Sb], axis=3)
+        Ml = jnp.concatenate([Ma, Mb * Ta[..., None]], axis=3)
+        cross = Mb[..., :, None] * Sa[..., None, :]
+        top = jnp.concatenate([Ga, jnp.zeros_like(Ga)], axis=4)
+        Gl = jnp.concatenate([top, jnp.concatenate([cross, Gb], axis=4)], axis=3)
+        s *= 2
+    return Tl[:, :, 0], Sl[:, :, 0], Ml[:, :, 0], Gl[:, :, 0]
+
+
 def plstm_1d(
     q: Float[Array, "*b L DK JQ"],
     k: Float[Array, "*b L DK JK"],
@@ -121,12 +145,25 @@ def plstm_1d(
         T_ = jnp.concatenate([T_, eye], axis=1)
     T_ = T_.reshape((Bf, n, C, jt, jt))
 
+    scalar = all(dims[j] == 1 for j in ("JQ", "JK", "JV", "JT", "JO"))
+
     def build(T_, S_, M_, k_, v_):
+        if scalar:  # all J = 1: plain products and batched matmuls
+            Tc, Sc, Mc, G = _chunk_operators_scalar(
+                T_[..., 0, 0], S_[..., 0, 0, 0], M_[..., 0, 0, 0]
+            )
+            skv = jnp.einsum("bcad,bcav->bcdv", Sc[..., None] * k_[..., 0], v_[..., 0])
+            return Tc[..., None, None], skv[..., None], Mc, G
         Tc, Sc, Mc, G = _chunk_operators(T_, S_, M_)
         skv = jnp.einsum("bcaijk,bcadj,bcavk->bcdvi", Sc, k_, v_)
         return Tc, skv, Mc, G
 
     def outputs(q_, k_, v_, Mc, G, C_in):
+        if scalar:
+            q0 = q_[..., 0]
+            inter = jnp.einsum("bcad,bcdv->bcav", Mc[..., None] * q0, C_in[..., 0])
+            A = jnp.einsum("bcad,bcsd->bcas", q0, k_[..., 0]) * G
+            return (inter + jnp.einsum("bcas,bcsv->bcav", A, v_[..., 0]))[..., None]
         inter = jnp.einsum("bcadj,bcaijk,bcdvk->bcavi", q_, Mc, C_in)
         A = jnp.einsum("bcadj,bcsdk->bcasjk", q_, k_)
         W = jnp.einsum("bcasijkl,bcasjk->bcasil", G, A)
@@ -150,7 +187,10 @@ def plstm_1d(
     C_last, C_in = jax.lax.scan(step, C0, (jnp.moveaxis(Tc, 1, 0), jnp.moveaxis(skv, 1, 0)))
     C_in = jnp.moveaxis(C_in, 0, 1)
     h = outputs(q_, k_, v_, Mc, G, C_in)
-    if D is not None:
+    if D is not None and scalar:
+        qk = jnp.sum(q_[..., 0] * k_[..., 0], axis=-1)  # [B, n, C]
+        h = h + (prep(D)[..., 0, 0, 0, 0] * qk)[..., None, None] * v_
+    elif D is not None:
         h = h + jnp.einsum("bcadj,bcaijkl,bcadk,bcavl->bcavi", q_, prep(D), k_, v_)
     h = (scale * h).reshape((Bf, Lp) + h.shape[3:])[:, :L]
     h = h.reshape(batch + h.shape[1:])
