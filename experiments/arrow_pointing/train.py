@@ -50,6 +50,7 @@ def build_vit(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
         num_heads=v.num_heads,
         mlp_ratio=v.mlp_ratio,
         position_embedding=v.position_embedding,
+        pool=v.pool,
         rngs=rngs,
     )
 

@@ -65,6 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.vit.num_heads = 4
     c.vit.mlp_ratio = 2.0
     c.vit.position_embedding = "learned"  # learned (bicubic-resized) | sincos2d | none
+    c.vit.pool = "cls"  # cls | gap
 
     # pLSTM vision model (augpar.models.PLSTMVisionModel): depth counts PD blocks (2 layers each).
     c.plstm = ml_collections.ConfigDict()

@@ -46,7 +46,7 @@ class EncoderBlock(nnx.Module):
 
 
 class ViT(nnx.Module):
-    """ViT classifier with a class token and a resizable learnable 2D position embedding.
+    """ViT classifier: class-token or mean pooling, position embedding resized to the input grid.
 
     Sizes: ViT-T is ``dim=192, depth=12, num_heads=3``.
     """
@@ -64,10 +64,14 @@ class ViT(nnx.Module):
         in_channels: int = 3,
         dropout: float = 0.0,
         position_embedding: str = "learned",
+        pool: str = "cls",
         rngs: nnx.Rngs,
     ):
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}.")
+        if pool not in ("cls", "gap"):
+            raise ValueError(f"pool {pool!r}; allowed: 'cls' (class token) or 'gap' (mean).")
+        self.pool = pool
         self.embed = PatchEmbed(
             image_size=image_size,
             patch_size=patch_size,
@@ -76,7 +80,7 @@ class ViT(nnx.Module):
             position_embedding=position_embedding,
             rngs=rngs,
         )
-        self.cls = nnx.Param(jnp.zeros((1, 1, dim)))
+        self.cls = nnx.Param(jnp.zeros((1, 1, dim))) if pool == "cls" else None
         self.blocks = nnx.List(
             [
                 EncoderBlock(dim, num_heads, mlp_ratio, dropout=dropout, rngs=rngs)
@@ -97,8 +101,10 @@ class ViT(nnx.Module):
         tokens = self.embed(images)
         b = tokens.shape[0]
         x = tokens.reshape(b, -1, tokens.shape[-1])
-        cls = jnp.broadcast_to(self.cls[...].astype(x.dtype), (b, 1, x.shape[-1]))
-        x = jnp.concatenate([cls, x], axis=1)
+        if self.pool == "cls":
+            cls = jnp.broadcast_to(self.cls[...].astype(x.dtype), (b, 1, x.shape[-1]))
+            x = jnp.concatenate([cls, x], axis=1)
         for block in self.blocks:
             x = block(x, deterministic=deterministic, rngs=rngs)
-        return self.head(self.norm(x[:, 0]))
+        pooled = x[:, 0] if self.pool == "cls" else jnp.mean(x, axis=1)
+        return self.head(self.norm(pooled))
