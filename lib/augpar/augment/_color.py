@@ -110,10 +110,22 @@ def blend(
         jnp.where(kind == DEG_MEAN, jnp.broadcast_to(mean, image_f.shape), jnp.zeros_like(image_f)),
     )
     # Sharpness: x + (blur - x) * alpha, i.e. fma(blur - x, alpha, x * 1).
-    deg = jnp.where(is_sharp, blurred - image_f, deg)
+    deg = materialize(jnp.where(is_sharp, blurred - image_f, deg))
     ratio = jnp.where(is_sharp, jnp.float32(1.0), ratio)
     scaled = _exact.mul(image_f, ratio)
     return _exact.fma(deg, alpha, scaled)
+
+
+def materialize(x: jax.Array) -> jax.Array:
+    """Identity on float32 ``[..., C]`` (exact: ``x @ I``) that XLA on CPU will not fuse.
+
+    XLA fuses cheap-looking producers into every consumer and recomputes them there; the
+    float-exact arithmetic here reads each operand several times, so a fused gather or 9-tap
+    smoothing would be recomputed many times. An ``optimization_barrier`` does not stop this
+    on CPU; a dot does.
+    """
+    eye = jnp.eye(x.shape[-1], dtype=x.dtype)
+    return jnp.einsum("...c,cd->...d", x, eye, precision=jax.lax.Precision.HIGHEST)
 
 
 def histogram(channel_u8: jax.Array) -> jax.Array:

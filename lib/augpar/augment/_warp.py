@@ -69,8 +69,23 @@ def identity_matrix() -> np.ndarray:
     return np.asarray([1.0, 0.0, 0.0, 0.0, 1.0, 0.0], np.float64)
 
 
-def _source_coords(matrix: jax.Array, h: int, w: int) -> tuple[jax.Array, jax.Array]:
-    """Source pixel coordinates ``(ix, iy)``, each ``[H, W]``, for float32 ``matrix[6]``.
+def grid_coefficients_np(matrix: np.ndarray, h: int, w: int) -> np.ndarray:
+    """torchvision's rescaled theta: float32 ``matrix / (W/2, W/2, W/2, H/2, H/2, H/2)``."""
+    m = np.asarray(matrix, np.float64).astype(np.float32)
+    half = np.asarray([0.5 * w] * 3 + [0.5 * h] * 3, np.float32)
+    return (m / half).astype(np.float32)
+
+
+def grid_coefficients(matrix: jax.Array, h: int, w: int) -> jax.Array:
+    """``grid_coefficients_np`` for a traced float32 ``matrix[6]`` (IEEE division)."""
+    f32 = jnp.float32
+    m = jnp.asarray(matrix, f32)
+    half = jnp.asarray([0.5 * w] * 3 + [0.5 * h] * 3, f32)
+    return _exact.div(m, half)
+
+
+def _source_coords(coeffs: jax.Array, h: int, w: int) -> tuple[jax.Array, jax.Array]:
+    """Source pixel coordinates ``(ix, iy)``, each ``[H, W]``, for float32 ``coeffs[6]``.
 
     Follows torchvision's ``_affine_grid`` (theta divided by ``(W/2, H/2)``, then a float32
     GEMM with fused multiply-adds) and ATen's grid-sampler unnormalisation
@@ -78,12 +93,7 @@ def _source_coords(matrix: jax.Array, h: int, w: int) -> tuple[jax.Array, jax.Ar
     compiled with FMA contraction, and only this rounding pattern reproduces them bit for bit.
     """
     f32 = jnp.float32
-    # A constant matrix (static parameters under jit) would let XLA constant-fold and simplify
-    # the grid arithmetic, which changes its rounding; the barrier keeps the computed pattern.
-    m = jax.lax.optimization_barrier(jnp.asarray(matrix, f32))
-    half_w, half_h = f32(0.5 * w), f32(0.5 * h)
-    t00, t01, t02 = (_exact.div(m[k], half_w) for k in (0, 1, 2))
-    t10, t11, t12 = (_exact.div(m[k], half_h) for k in (3, 4, 5))
+    t00, t01, t02, t10, t11, t12 = (coeffs[k] for k in range(6))
     xs = jnp.arange(w, dtype=f32) - f32((w - 1) * 0.5)
     ys = jnp.arange(h, dtype=f32) - f32((h - 1) * 0.5)
     x = jnp.broadcast_to(xs[None, :], (h, w))
@@ -102,11 +112,29 @@ def warp(
     interpolation: str,
     fill: jax.Array | None,
 ) -> jax.Array:
-    """Warp one uint8 image ``[H, W, C]`` with a float32 inverse matrix ``[6]``.
+    """Warp one uint8 image ``[H, W, C]`` with a float32 inverse matrix ``[6]``."""
+    h, w = image_u8.shape[0], image_u8.shape[1]
+    # A constant matrix (static parameters under jit) would let XLA constant-fold and simplify
+    # the grid arithmetic, which changes its rounding; the barrier keeps the computed pattern.
+    matrix = jax.lax.optimization_barrier(jnp.asarray(matrix, jnp.float32))
+    return warp_coefficients(
+        image_u8, grid_coefficients(matrix, h, w), interpolation=interpolation, fill=fill
+    )
+
+
+def warp_coefficients(
+    image_u8: jax.Array,
+    coeffs: jax.Array,
+    *,
+    interpolation: str,
+    fill: jax.Array | None,
+) -> jax.Array:
+    """Warp one uint8 image ``[H, W, C]`` given its rescaled theta (``grid_coefficients``).
 
     Args:
       image_u8: uint8 ``[H, W, C]``.
-      matrix: float32 ``[6]``, torchvision's inverse affine matrix (output -> input, centred).
+      coeffs: float32 ``[6]``, torchvision's inverse affine matrix (output -> input, centred)
+        divided by ``(W/2, W/2, W/2, H/2, H/2, H/2)``.
       interpolation: ``"nearest"`` (round half to even) or ``"bilinear"``.
       fill: None (zero padding, torchvision's ``fill=None``) or float32 ``[C]``: outside pixels
         take this value, via torchvision's warped ones-mask.
@@ -115,7 +143,7 @@ def warp(
       uint8 ``[H, W, C]``, rounded half to even.
     """
     h, w, c = image_u8.shape
-    ix, iy = _source_coords(matrix, h, w)
+    ix, iy = _source_coords(coeffs, h, w)
     flat = image_u8.reshape(h * w, c).astype(jnp.float32)
     if interpolation == "nearest":
         xn = jnp.round(ix)

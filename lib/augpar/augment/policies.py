@@ -170,7 +170,7 @@ def _big_vision_magnitude(op: str, level: float):
 class _Params(NamedTuple):
     """Per-op stage parameters; leading dims ``[num_ops, num_bins, 2 (sign: +, -)]``."""
 
-    matrix: np.ndarray  # float32 [..., 6]
+    coeffs: np.ndarray  # float32 [..., 6]: inverse matrix / (W/2, W/2, W/2, H/2, H/2, H/2)
     warp: np.ndarray  # bool
     blend_kind: np.ndarray  # int32
     ratio: np.ndarray  # float32
@@ -237,7 +237,7 @@ def _op_params(op: str, magnitude: float, height: int, width: int) -> dict:
         p["lut_kind"] = _color.LUT_EQUALIZE
     elif op != "Identity":
         raise ValueError(f"unknown op {op!r}")
-    p["matrix"] = np.asarray(p["matrix"], np.float64).astype(np.float32)
+    p["coeffs"] = _warp.grid_coefficients_np(p.pop("matrix"), height, width)
     return p
 
 
@@ -272,7 +272,7 @@ def _tables(space: str, op_names: tuple[str, ...], num_bins: int, height: int, w
     for name in _Params._fields:
         fields[name] = np.asarray([[[pp[name] for pp in pair] for pair in row] for row in rows])
     return _Params(
-        matrix=fields["matrix"].astype(np.float32),
+        coeffs=fields["coeffs"].astype(np.float32),
         warp=fields["warp"].astype(bool),
         blend_kind=fields["blend_kind"].astype(np.int32),
         ratio=fields["ratio"].astype(np.float32),
@@ -294,11 +294,12 @@ def _gather(tables: _Params, op, bin_, sign_index) -> _Params:
 
 def _apply_params(image, p: _Params, *, interpolation: str, fill) -> jax.Array:
     """One layer on one image ``[H, W, C]``: warp, blend, LUT (each identity unless drawn)."""
-    warped = _warp.warp(image, p.matrix, interpolation=interpolation, fill=fill)
-    x = jnp.where(p.warp, warped, image)
-    blended = _color.blend(x.astype(jnp.float32), p.blend_kind, p.ratio, p.alpha)
-    x = _color.truncate_u8(blended)
+    warped = _warp.warp_coefficients(image, p.coeffs, interpolation=interpolation, fill=fill)
+    x = _color.materialize(jnp.where(p.warp, warped, image).astype(jnp.float32))
+    blended = _color.blend(x, p.blend_kind, p.ratio, p.alpha)
+    x = _color.materialize(jnp.clip(blended, 0.0, 255.0)).astype(jnp.uint8)
     table = _color.build_lut(x, p.lut_kind, p.posterize_mask, p.solarize_threshold)
+    table = _color.materialize(table.T.astype(jnp.float32)).T.astype(jnp.uint8)  # [C, 256]
     return _color.apply_lut(x, table)
 
 
