@@ -172,20 +172,17 @@ def _wavefront(transfers, skv_r, skv_d, init_r, init_d):
     """
     B, NX, NY = skv_r.shape[:3]
     NT = NX + NY - 1
-    tt = np.arange(NT)[:, None]
-    xx = np.broadcast_to(np.arange(NX)[None, :], (NT, NX))
-    yy = tt - xx
-    valid = (yy >= 0) & (yy < NY)
-    yc = np.clip(yy, 0, NY - 1)
 
-    def skew(a):  # [B, NX, NY, ...] -> [NT, B, NX, ...], zero outside the grid
-        s = a[:, xx, yc]
-        m = jnp.asarray(valid, a.dtype).reshape((1, NT, NX) + (1,) * (a.ndim - 3))
-        return jnp.moveaxis(s * m, 1, 0)
+    def skew(a):  # [B, NX, NY, ...] -> [NT, B, NX, ...]; chunk (x, y) at step x + y
+        rest = [(0, 0)] * (a.ndim - 3)
+        rows = [jnp.pad(a[:, x], [(0, 0), (x, NX - 1 - x)] + rest) for x in range(NX)]
+        return jnp.moveaxis(jnp.stack(rows, 1), 2, 0)
+
+    def unskew(a):  # [NT, B, NX, ...] -> [B, NX, NY, ...] (slices, no gathers)
+        return jnp.stack([jnp.moveaxis(a[x : x + NY, :, x], 0, 1) for x in range(NX)], 1)
 
     xs = tuple(skew(a) for a in (*transfers, skv_r, skv_d))
-    init_r_t = jnp.moveaxis(init_r[:, np.clip(np.arange(NT), 0, NY - 1)], 1, 0)
-    init_r_t = init_r_t * jnp.asarray(np.arange(NT) < NY, init_r.dtype)[:, None, None, None]
+    init_r_t = jnp.moveaxis(jnp.pad(init_r, [(0, 0), (0, NX - 1), (0, 0), (0, 0)]), 1, 0)
     t_idx = jnp.arange(NT)
 
     def step(carry, x):
@@ -203,11 +200,9 @@ def _wavefront(transfers, skv_r, skv_d, init_r, init_d):
     z_r = jnp.zeros((B, NX) + skv_r.shape[3:], skv_r.dtype)
     z_d = jnp.zeros((B, NX) + skv_d.shape[3:], skv_d.dtype)
     _, (l_sk, u_sk, r_sk, b_sk) = jax.lax.scan(step, (z_r, z_d), xs + (init_r_t, t_idx))
-    gx, gy = np.meshgrid(np.arange(NX), np.arange(NY), indexing="ij")
-    l_in = jnp.moveaxis(l_sk[gx + gy, :, gx], 2, 0)  # [B, NX, NY, ...]
-    u_in = jnp.moveaxis(u_sk[gx + gy, :, gx], 2, 0)
-    right = jnp.moveaxis(r_sk[np.arange(NY) + NX - 1], 0, 1)
-    bottom = jnp.moveaxis(b_sk[np.arange(NX) + NY - 1], 0, 1)
+    l_in, u_in = unskew(l_sk), unskew(u_sk)
+    right = jnp.moveaxis(r_sk[NX - 1 :], 0, 1)
+    bottom = jnp.moveaxis(b_sk[NY - 1 :], 0, 1)
     return l_in, u_in, right, bottom
 
 
@@ -379,24 +374,33 @@ def plstm_2d(
     k_o, v_o, q_o = orient_nodes(kp), orient_nodes(vp), orient_nodes(qp)
     qc, kc, vc = (_to_chunks(a, cx, cy) for a in (qp, kp, vp))
 
+    scalar = all(dims[j] == 1 for j in ("JQ", "JK", "JV", "JT", "JO"))
+
+    def write(s, k_o, v_o):  # border states written by a chunk's nodes: [.., R, F]
+        if scalar:  # (S * k) first, then one matmul over the chunk's nodes
+            sk = s[..., 0][..., None] * k_o[:, :, :, None, ..., 0]  # [.., R, w, z, DK]
+            out = jnp.einsum("bxyrwzd,bxywzv->bxyrdv", sk, v_o[..., 0])
+        else:
+            s6 = s.reshape(s.shape[:-1] + (jk, jv))
+            out = jnp.einsum("bxyrwzjl,bxywzdj,bxywzvl->bxyrdv", s6, k_o, v_o)
+        return out.reshape(s.shape[:4] + (dk * dv,))
+
     def pre(go, k_o, v_o):
         cells = _leaf_cells(go, cx, cy)
-        skv = [
-            jnp.einsum("bxyrwzjl,bxywzdj,bxywzvl->bxyrdv", s.reshape(s.shape[:-1] + (jk, jv)),
-                       k_o, v_o).reshape(s.shape[:4] + (dk * dv,))
-            for s in (cells.sr, cells.sd)
-        ]  # fmt: skip
-        return cells, skv
+        return cells, [write(cells.sr, k_o, v_o), write(cells.sd, k_o, v_o)]
 
     def post(cells, q_o, qc, kc, vc, l_in, u_in):
         B = Bf * n_or
         sh = (B, NX, NY)
-        read = lambda m, st: jnp.einsum(  # noqa: E731
-            "bxywzdj,bxywzijr,bxyrdv->bxywzvi",
-            q_o,
-            m.reshape(sh + (cx, cy, jo, jq, m.shape[-1])),
-            st.reshape(sh + (st.shape[3], dk, dv)),
-        )
+
+        def read(m, st):  # border states -> node outputs [.., w, z, DV, JO]
+            st = st.reshape(sh + (st.shape[3], dk, dv))
+            if scalar:  # (M * q) first, then one matmul over (border, DK)
+                qm = m[..., 0, :, None] * q_o[..., None, :, 0]  # [.., w, z, R, DK]
+                return jnp.einsum("bxywzrd,bxyrdv->bxywzv", qm, st)[..., None]
+            m6 = m.reshape(sh + (cx, cy, jo, jq, m.shape[-1]))
+            return jnp.einsum("bxywzdj,bxywzijr,bxyrdv->bxywzvi", q_o, m6, st)
+
         inter = _from_chunks(read(cells.ml, l_in) + read(cells.mu, u_in))
         inter = inter.reshape((Bf, n_or) + inter.shape[1:])
         h = sum(_flip(inter[:, i], o, 1) for i, o in enumerate(orientations))
@@ -409,9 +413,14 @@ def plstm_2d(
             if o & 2:
                 gi = jnp.flip(gi, (2, 4, 8))
             G = G + gi
-        A = jnp.einsum("bxywzdj,bxyWZdk->bxywzWZjk", qc, kc)
-        W = jnp.einsum("bxywzijWZkl,bxywzWZjk->bxywzWZil", G, A)
-        intra = jnp.einsum("bxywzWZil,bxyWZvl->bxywzvi", W, vc)
+        if scalar:
+            A = jnp.einsum("bxywzd,bxyWZd->bxywzWZ", qc[..., 0], kc[..., 0])
+            W = A * G[..., 0, 0, :, :, 0, 0]
+            intra = jnp.einsum("bxywzWZ,bxyWZv->bxywzv", W, vc[..., 0])[..., None]
+        else:
+            A = jnp.einsum("bxywzdj,bxyWZdk->bxywzWZjk", qc, kc)
+            W = jnp.einsum("bxywzijWZkl,bxywzWZjk->bxywzWZil", G, A)
+            intra = jnp.einsum("bxywzWZil,bxyWZvl->bxywzvi", W, vc)
         return h + _from_chunks(intra)
 
     if remat:
