@@ -292,13 +292,17 @@ def _gather(tables: _Params, op, bin_, sign_index) -> _Params:
 # Applying drawn parameters
 
 
-def _apply_params(image, p: _Params, *, interpolation: str, fill) -> jax.Array:
-    """One layer on one image ``[H, W, C]``: warp, blend, LUT (each identity unless drawn)."""
+def _apply_params(image, p: _Params, hists=None, *, interpolation: str, fill) -> jax.Array:
+    """One layer on one image ``[H, W, C]``: warp, blend, LUT (each identity unless drawn).
+
+    ``hists`` (int32 ``[C, 256]``) may be the histograms of the layer's input image: an image
+    that drew a LUT op has identity warp and blend, so its LUT sees exactly that input.
+    """
     warped = _warp.warp_coefficients(image, p.coeffs, interpolation=interpolation, fill=fill)
     x = _color.materialize(jnp.where(p.warp, warped, image).astype(jnp.float32))
     blended = _color.blend(x, p.blend_kind, p.ratio, p.alpha)
     x = _color.materialize(jnp.clip(blended, 0.0, 255.0)).astype(jnp.uint8)
-    table = _color.build_lut(x, p.lut_kind, p.posterize_mask, p.solarize_threshold)
+    table = _color.build_lut(x, p.lut_kind, p.posterize_mask, p.solarize_threshold, hists=hists)
     table = _color.materialize(table.T.astype(jnp.float32)).T.astype(jnp.uint8)  # [C, 256]
     return _color.apply_lut(x, table)
 
@@ -481,7 +485,8 @@ def _apply_layers(images, draw, fill, *, space, num_magnitude_bins, interpolatio
 
     def layer(x, d):
         op, bin_, sign = d
-        return apply(x, _gather(tables, op, bin_, (sign < 0).astype(jnp.int32))), None
+        params = _gather(tables, op, bin_, (sign < 0).astype(jnp.int32))
+        return apply(x, params, _color.batch_histograms(x)), None
 
     images, _ = jax.lax.scan(layer, images, tuple(draw))
     return images
