@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec
 
 from augpar.models import CifarResNet, resnet18_cifar, resnet20
 from augpar.models.resnet import BasicBlock, resnet_param_count
+from augpar.parallel import batch_sharding, make_mesh
 
 
 def _images(key, b=4, size=16, c=3):
@@ -112,9 +112,8 @@ def test_zero_init_residual_starts_blocks_as_their_shortcut():
 
 
 def test_data_sharded_forward_and_gradient_equal_single_device():
-    devices = jax.devices()
-    assert len(devices) == 8
-    mesh = jax.make_mesh((8,), ("data",), devices=devices)
+    assert len(jax.devices()) == 8
+    mesh = make_mesh({"data": -1})
     model = CifarResNet(num_classes=4, stage_sizes=(1, 1), widths=(4, 8), rngs=nnx.Rngs(0))
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     x = _images(6, b=16, size=8)
@@ -125,7 +124,8 @@ def test_data_sharded_forward_and_gradient_equal_single_device():
         return jnp.sum(m(x, train=True) ** 2)
 
     single = jax.value_and_grad(loss)(params, rest, x)
-    xs = jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
+    xs = jax.device_put(x, batch_sharding(mesh))
+    assert len(xs.sharding.device_set) == 8
     sharded = jax.value_and_grad(loss)(params, rest, xs)
     np.testing.assert_allclose(sharded[0], single[0], rtol=1e-5)
     jax.tree.map(
