@@ -103,3 +103,24 @@ def test_lazy_training_data_path(tmp_path):
     results = ap_train.train_and_evaluate(config, str(tmp_path))
     assert set(results["vit"]) == {"val", "val_ext"}
     assert default.get_config("gpu").data.lazy_train
+
+
+@pytest.mark.slow
+def test_plstm_smoke_two_steps(tmp_path, capsys):
+    # Resume/continue of the shared harness is covered by the ViT smoke test above.
+    config = default.get_config("smoke")
+    config.models = "plstm"
+    results = ap_train.train_and_evaluate(config, str(tmp_path))
+    assert set(results) == {"plstm"} and set(results["plstm"]) == {"val", "val_ext"}
+    assert all(0.0 <= a <= 1.0 for a in results["plstm"].values())
+    workdir = tmp_path / "plstm"
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["2"]
+    assert "plstm" in capsys.readouterr().out
+    steps = [r["step"] for r in read_metrics(str(workdir)) if "train/loss" in r]
+    assert steps == [1, 2]
+
+
+def test_cpu_config_trains_vit_and_plstm():
+    config = default.get_config("cpu")
+    models = [m.strip() for m in config.models.split(",")]
+    assert models == ["vit", "plstm"] and all(m in ap_train.MODEL_BUILDERS for m in models)
