@@ -175,11 +175,11 @@ def sequential_2d(q, k, v, g: Gates2D, D):
     return (scale * (h + direct))[..., None]
 
 
-def bench_2d(n, repeats, max_bytes, chunk):
+def bench_2d(n, repeats, max_bytes, chunk, remat=False):
     rng = np.random.default_rng(1)
     args = _inputs_2d(rng, n)
     w = jnp.asarray(rng.standard_normal((B, H, n, n, DV, 1)), jnp.float32)
-    sp = functools.partial(plstm_2d, method="state_passing", chunk_size=chunk)
+    sp = functools.partial(plstm_2d, method="state_passing", chunk_size=chunk, remat=remat)
     dense = functools.partial(plstm_2d, method="dense")
     if n <= 16:  # the baseline computes the same thing
         small = jax.tree.map(lambda a: a[:1, :1], args)
@@ -195,7 +195,8 @@ def bench_2d(n, repeats, max_bytes, chunk):
     if "dense" not in res:
         why = f"dense G alone needs {dense_g / 2**30:.1f} GiB > --max-gib"
         res["dense"] = {"compile_s": None, "peak_bytes": None, "skip": why}
-    extra = {"grid": [n, n], "chunk_size": chunk, "orientations": 4, "batch": B, "heads": H,
+    extra = {"grid": [n, n], "chunk_size": chunk, "remat": remat, "orientations": 4, "batch": B,
+             "heads": H,
              "dk": DK, "dv": DV}  # fmt: skip
     _emit("plstm2d", f"2d-{n}x{n}", "state_passing", "dense", res, extra)
     _emit("plstm2d", f"2d-{n}x{n}", "state_passing", "sequential_scan", res, extra)
@@ -210,6 +211,7 @@ def main(argv=None):
     p.add_argument("--max-gib", type=float, default=10.0, help="skip forms planning more temp")
     p.add_argument("--chunk-1d", type=int, default=64)
     p.add_argument("--chunk-2d", type=int, default=8)
+    p.add_argument("--remat", action="store_true", help="2D state passing with remat=True")
     a = p.parse_args(argv)
     max_bytes = int(a.max_gib * 2**30)
     for case in a.cases.split(","):
@@ -219,7 +221,7 @@ def main(argv=None):
         if kind == "1d":
             bench_1d(int(size), a.repeats, max_bytes, a.chunk_1d)
         elif kind == "2d":
-            bench_2d(int(size), a.repeats, max_bytes, a.chunk_2d)
+            bench_2d(int(size), a.repeats, max_bytes, a.chunk_2d, a.remat)
         else:
             sys.exit(f"unknown case {case!r}; allowed: {ALL_CASES}")
 
