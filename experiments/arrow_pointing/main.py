@@ -1,30 +1,6 @@
 """Runs the arrow-pointing extrapolation experiment (see configs/default.py for commands)."""
 
-import logging
-
-from absl import app, flags
-from ml_collections import config_flags
-
-from augpar.parallel import initialize_distributed
-
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Config file (with :variant).", lock_config=True)
-flags.DEFINE_string(
-    "workdir", None, "Where checkpoints, metrics and plots go (resumes if present)."
-)
-flags.mark_flags_as_required(["config", "workdir"])
-
-
-def main(argv):
-    del argv
-    # Orbax logs every save through absl at INFO; keep the console to our own messages.
-    logging.getLogger("absl").setLevel(logging.WARNING)
-    initialize_distributed()
-    from experiments.arrow_pointing import train  # after distributed start-up
-
-    logging.getLogger(__name__).info("Config:\n%s", FLAGS.config)
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-
+from experiments import launch
 
 if __name__ == "__main__":
-    app.run(main)
+    launch.run("experiments.arrow_pointing.train")
