@@ -234,15 +234,14 @@ def format_table(results: dict[str, dict[str, float]], config: ml_collections.Co
 
 def plot_summary(workdir: str, results: dict, config: ml_collections.ConfigDict) -> str:
     """Bar chart of accuracies per model and split, beside each model's training loss curve."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure: no pyplot state, no global backend switch (notebooks keep theirs).
+    from matplotlib.figure import Figure
 
     from augpar.train import read_metrics
 
     splits = list(config.data.eval_splits)
-    fig, (ax_bar, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    (ax_bar, ax_loss) = fig.subplots(1, 2)
     width = 0.8 / max(1, len(results))
     x = np.arange(len(splits))
     for i, (model, accs) in enumerate(results.items()):
@@ -264,5 +263,4 @@ def plot_summary(workdir: str, results: dict, config: ml_collections.ConfigDict)
     fig.tight_layout()
     path = os.path.join(workdir, "summary.png")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -449,13 +449,12 @@ def format_table(results: dict[str, dict]) -> str:
 
 def plot_summary(workdir: str, results: dict[str, dict]) -> str:
     """Bars of test accuracy and wall time per variant, beside test-accuracy curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure: no pyplot state, no global backend switch (notebooks keep theirs).
+    from matplotlib.figure import Figure
 
     names = list(results)
-    fig, (ax_acc, ax_time, ax_curve) = plt.subplots(1, 3, figsize=(15, 4))
+    fig = Figure(figsize=(15, 4))
+    (ax_acc, ax_time, ax_curve) = fig.subplots(1, 3)
     x = np.arange(len(names))
     bars = ax_acc.bar(x, [100 * results[n]["accuracy"] for n in names], color="tab:blue")
     ax_acc.bar_label(bars, fmt="%.1f", fontsize=8)
@@ -484,5 +483,4 @@ def plot_summary(workdir: str, results: dict[str, dict]) -> str:
     fig.tight_layout()
     path = os.path.join(workdir, "summary.png")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

@@ -227,12 +227,11 @@ def format_table(results, timings, config, hops) -> str:
 
 def plot_summary(workdir: str, results: dict[str, float], hops: int) -> str:
     """Accuracy bars beside the training-loss curves."""
-    import matplotlib
+    # A bare Figure: no pyplot state, no global backend switch (notebooks keep theirs).
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_bar, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    (ax_bar, ax_loss) = fig.subplots(1, 2)
     names = list(results)
     bars = ax_bar.bar(names, [100 * results[n] for n in names], color="C0")
     ax_bar.bar_label(bars, fmt="%.1f", fontsize=8)
@@ -251,5 +250,4 @@ def plot_summary(workdir: str, results: dict[str, float], hops: int) -> str:
     fig.tight_layout()
     path = os.path.join(workdir, "summary.png")
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

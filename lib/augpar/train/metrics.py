@@ -91,10 +91,8 @@ def plot_curves(workdir: str, *, filename: str = "curves.png", title: str | None
     Returns:
       The path of the PNG.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure: no pyplot state, no global backend switch (notebooks keep theirs).
+    from matplotlib.figure import Figure
 
     records = read_metrics(workdir)
     series: dict[str, dict[str, tuple[list, list]]] = {}
@@ -110,7 +108,8 @@ def plot_curves(workdir: str, *, filename: str = "curves.png", title: str | None
         p for p in series if p not in ("loss", "accuracy")
     )
     panels = panels[:6]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.4))
+    fig = Figure(figsize=(4.5 * max(1, len(panels)), 3.4))
+    axes = fig.subplots(1, max(1, len(panels)))
     axes = np.atleast_1d(axes)
     for ax, panel in zip(axes, panels, strict=False):
         for name, (xs, ys) in sorted(series[panel].items()):
@@ -124,5 +123,4 @@ def plot_curves(workdir: str, *, filename: str = "curves.png", title: str | None
     fig.tight_layout()
     path = os.path.join(workdir, filename)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
