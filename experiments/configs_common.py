@@ -41,3 +41,16 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict) -> None:
         if leaf not in node:
             raise ValueError(f"Unknown config key {key!r}; known here: {sorted(node.keys())}.")
         node[leaf] = value
+
+
+def loop_config(config: ml_collections.ConfigDict, num_steps: int):
+    """The harness's ``LoopConfig`` from an experiment config's logging/checkpoint fields."""
+    from augpar.train import LoopConfig  # configs themselves load without JAX
+
+    return LoopConfig(
+        num_steps=num_steps,
+        log_every=config.log_every,
+        eval_every=config.eval_every,
+        checkpoint_every=config.checkpoint_every,
+        keep_checkpoints=config.keep_checkpoints,
+    )

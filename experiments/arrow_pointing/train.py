@@ -22,12 +22,12 @@ from augpar.data.tfds_source import image_classification_dataset
 from augpar.models import PLSTMVisionModel, ViT
 from augpar.parallel import make_mesh
 from augpar.train import (
-    LoopConfig,
     classification_eval,
     classification_loss,
     train,
     weight_decay_mask,
 )
+from experiments.configs_common import loop_config
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +190,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             train_batch_fn=train_batch,
             global_batch_size=config.batch_size,
             eval_sets={s: eval_batches(a) for s, a in eval_sets.items()},
-            loop=LoopConfig(
-                num_steps=num_steps,
-                log_every=config.log_every,
-                eval_every=config.eval_every,
-                checkpoint_every=config.checkpoint_every,
-                keep_checkpoints=config.keep_checkpoints,
-            ),
+            loop=loop_config(config, num_steps),
             mesh=mesh,
             seed=config.seed,
             config=config,

@@ -31,7 +31,6 @@ from augpar.parallel import make_mesh, shard_batch, shard_params
 from augpar.parallel.mesh import data_parallel_size
 from augpar.train import (
     Checkpointer,
-    LoopConfig,
     create_train_state,
     make_eval_step,
     read_metrics,
@@ -39,6 +38,7 @@ from augpar.train import (
     weight_decay_mask,
 )
 from experiments.augment_small_data import objectives
+from experiments.configs_common import loop_config
 
 log = logging.getLogger(__name__)
 
@@ -218,13 +218,7 @@ def train_variant(
                     process_count=pcount,
                 )
             },
-            loop=LoopConfig(
-                num_steps=until,
-                log_every=config.log_every,
-                eval_every=config.eval_every,
-                checkpoint_every=config.checkpoint_every,
-                keep_checkpoints=config.keep_checkpoints,
-            ),
+            loop=loop_config(config, until),
             mesh=mesh,
             seed=config.seed,
             config=config,

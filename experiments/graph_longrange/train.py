@@ -24,13 +24,13 @@ from augpar.models import MessagePassingGNN, PLSTMGraphModel
 from augpar.parallel import make_mesh
 from augpar.plstm.graph import DAG, make_dag
 from augpar.train import (
-    LoopConfig,
     classification_eval,
     classification_loss,
     read_metrics,
     train,
     weight_decay_mask,
 )
+from experiments.configs_common import loop_config
 
 log = logging.getLogger(__name__)
 
@@ -181,13 +181,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             train_batch_fn=train_batch,
             global_batch_size=config.batch_size,
             eval_sets={"eval": eval_batches},
-            loop=LoopConfig(
-                num_steps=config.num_steps,
-                log_every=config.log_every,
-                eval_every=config.eval_every,
-                checkpoint_every=config.checkpoint_every,
-                keep_checkpoints=config.keep_checkpoints,
-            ),
+            loop=loop_config(config, config.num_steps),
             mesh=mesh,
             seed=config.seed,
             config=config,
