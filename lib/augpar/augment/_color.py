@@ -70,6 +70,10 @@ def blend(
     kind: jax.Array,
     ratio: jax.Array,
     alpha: jax.Array,
+    *,
+    with_gray: bool = True,
+    with_blur: bool = True,
+    barrier: bool = True,
 ) -> jax.Array:
     """One blend with a per-image degenerate; returns float32 ``[H, W, C]`` before truncation.
 
@@ -79,6 +83,13 @@ def blend(
         ``DEG_MEAN`` (contrast), ``DEG_BLUR`` (sharpness).
       ratio: float32 scalar, the factor as torch sees it (``float32(f)``).
       alpha: float32 scalar, ``float32(1.0 - f)`` computed in double precision.
+      with_gray: compute the gray and mean degenerates (static; False only when ``kind`` is
+        neither ``DEG_GRAY`` nor ``DEG_MEAN``, whose results are then wrong).
+      with_blur: compute the smoothed degenerate (static; False only when ``kind`` is never
+        ``DEG_BLUR``). The policies' batch-level gating uses both to skip unused work.
+      barrier: materialise the degenerate (``materialize``) so that a fused producer is not
+        recomputed; values are the same either way (False is much faster where the input is
+        already in memory: the dot costs more than it saves there).
 
     Returns:
       ``x * ratio + deg * alpha`` with torchvision's rounding; for sharpness
@@ -89,29 +100,30 @@ def blend(
     ratio, alpha = jax.lax.optimization_barrier(
         (jnp.asarray(ratio, jnp.float32), jnp.asarray(alpha, jnp.float32))
     )
-    if c == 3:
-        gray = grayscale_floor(image_f)[..., None]
-    else:
-        gray = image_f
-    # Contrast: mean of the floored gray. The integer sum is exact; the float32 mean is one
-    # correctly rounded division, as torch's sum-then-divide.
-    total = jnp.sum(gray.astype(jnp.int32))
-    mean = _exact.div(total.astype(jnp.float32), jnp.float32(gray.shape[0] * gray.shape[1]))
-    blurred = sharpness_degenerate(image_f)
-    is_sharp = kind == DEG_BLUR
     if c != 3:
         # torchvision returns 1-channel images unchanged for saturation.
         saturation = kind == DEG_GRAY
         ratio = jnp.where(saturation, jnp.float32(1.0), ratio)
         alpha = jnp.where(saturation, jnp.float32(0.0), alpha)
-    deg = jnp.where(
-        kind == DEG_GRAY,
-        jnp.broadcast_to(gray, image_f.shape),
-        jnp.where(kind == DEG_MEAN, jnp.broadcast_to(mean, image_f.shape), jnp.zeros_like(image_f)),
-    )
-    # Sharpness: x + (blur - x) * alpha, i.e. fma(blur - x, alpha, x * 1).
-    deg = materialize(jnp.where(is_sharp, blurred - image_f, deg))
-    ratio = jnp.where(is_sharp, jnp.float32(1.0), ratio)
+    deg = jnp.zeros_like(image_f)
+    if with_gray:
+        gray = grayscale_floor(image_f)[..., None] if c == 3 else image_f
+        # Contrast: mean of the floored gray. The integer sum is exact; the float32 mean is one
+        # correctly rounded division, as torch's sum-then-divide.
+        total = jnp.sum(gray.astype(jnp.int32))
+        mean = _exact.div(total.astype(jnp.float32), jnp.float32(gray.shape[0] * gray.shape[1]))
+        deg = jnp.where(
+            kind == DEG_GRAY,
+            jnp.broadcast_to(gray, image_f.shape),
+            jnp.where(kind == DEG_MEAN, jnp.broadcast_to(mean, image_f.shape), deg),
+        )
+    if with_blur:
+        # Sharpness: x + (blur - x) * alpha, i.e. fma(blur - x, alpha, x * 1).
+        is_sharp = kind == DEG_BLUR
+        deg = jnp.where(is_sharp, sharpness_degenerate(image_f) - image_f, deg)
+        ratio = jnp.where(is_sharp, jnp.float32(1.0), ratio)
+    if barrier:
+        deg = materialize(deg)
     scaled = _exact.mul(image_f, ratio)
     return _exact.fma(deg, alpha, scaled)
 
@@ -167,6 +179,36 @@ def autocontrast_lut(mn: jax.Array, mx: jax.Array) -> jax.Array:
     mn = jnp.where(same, 0.0, mn)
     inv_scale = jnp.where(same, 1.0, inv_scale)
     return truncate_u8(_exact.div(v - mn, inv_scale))
+
+
+def constant_lut(
+    kind: jax.Array,
+    posterize_mask: jax.Array,
+    solarize_threshold: jax.Array,
+    channels: int,
+) -> jax.Array:
+    """``build_lut`` for the kinds that need no image statistics, int32 ``[C, 256]``.
+
+    Identity for ``LUT_AUTOCONTRAST`` and ``LUT_EQUALIZE`` (the caller fills those in).
+    """
+    v = jnp.arange(256, dtype=jnp.int32)
+    table = jnp.select(
+        [kind == LUT_POSTERIZE, kind == LUT_SOLARIZE, kind == LUT_INVERT],
+        [
+            v & posterize_mask,
+            jnp.where(v.astype(jnp.float32) >= solarize_threshold, 255 - v, v),
+            255 - v,
+        ],
+        v,
+    )
+    return jnp.broadcast_to(table, (channels, 256))
+
+
+def autocontrast_luts(image_u8: jax.Array) -> jax.Array:
+    """Autocontrast tables int32 ``[C, 256]`` of uint8 ``[H, W, C]`` (per-channel min and max)."""
+    mn = jnp.min(image_u8, axis=(0, 1))
+    mx = jnp.max(image_u8, axis=(0, 1))
+    return jax.vmap(autocontrast_lut)(mn, mx).astype(jnp.int32)
 
 
 def build_lut(

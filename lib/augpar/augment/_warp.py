@@ -144,20 +144,21 @@ def warp_coefficients(
     """
     h, w, c = image_u8.shape
     ix, iy = _source_coords(coeffs, h, w)
-    flat = image_u8.reshape(h * w, c).astype(jnp.float32)
     if interpolation == "nearest":
+        # Pure uint8 gather: outside pixels index an extra row holding the rounded fill (or 0),
+        # which is what rounding the float fill would give; no float image is formed.
         xn = jnp.round(ix)
         yn = jnp.round(iy)
         inside = (xn >= 0) & (xn <= w - 1) & (yn >= 0) & (yn <= h - 1)
-        idx = jnp.clip(yn, 0, h - 1).astype(jnp.int32) * w + jnp.clip(xn, 0, w - 1).astype(
-            jnp.int32
+        idx = jnp.where(
+            inside, yn.astype(jnp.int32) * w + xn.astype(jnp.int32), jnp.int32(h * w)
         )
-        vals = jnp.where(inside[..., None], flat[idx], 0.0)
-        if fill is not None:
-            vals = jnp.where(inside[..., None], vals, fill[None, None, :])
-        return jnp.round(vals).astype(jnp.uint8)
+        pad = jnp.zeros((1, c), jnp.uint8) if fill is None else jnp.round(fill)[None, :]
+        table = jnp.concatenate([image_u8.reshape(h * w, c), pad.astype(jnp.uint8)])
+        return table[idx]
     if interpolation != "bilinear":
         raise ValueError(f"interpolation must be 'nearest' or 'bilinear', got {interpolation!r}")
+    flat = image_u8.reshape(h * w, c).astype(jnp.float32)
     x0 = jnp.floor(ix)
     y0 = jnp.floor(iy)
     wx = ix - x0

@@ -1,0 +1,142 @@
+"""Batch-level gating of a policy layer: each expensive stage runs only on the images that drew it.
+
+Under ``vmap`` with static shapes every image would pay, every layer, for the warp, the blend
+degenerates (gray, mean, 3x3 smoothing) and the equalize histogram, though each image draws a
+single op. Here, per layer and per op family (``FAMILIES``), the indices of the images that drew
+the family are found with ``jnp.nonzero(size=capacity)``, those images are gathered into a
+buffer of static ``capacity``, the stage runs on the buffer only and the results are scattered
+back. ``capacity`` is the binomial mean plus ``sigmas`` standard deviations of the family's count
+under uniform op draws (``GATE_SIGMAS = 8``: an overflow is astronomically rare). If the count
+does exceed it, a batch-level ``lax.cond`` runs that stage on the whole batch instead, so the
+result equals the ungated layer (``apply._apply_params`` on every image) bit for bit, always.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from augpar.augment import _color, _warp
+from augpar.augment.policies.tables import _Params
+
+GATE_SIGMAS = 8.0
+# warp: Shear/Translate/Rotate; blend: Brightness/Color/Contrast (gray and mean, no smoothing);
+# sharpness: the smoothing; autocontrast and equalize: the image statistics of their tables;
+# lut: applying any non-identity table.
+FAMILIES = ("warp", "blend", "sharpness", "autocontrast", "equalize", "lut")
+
+
+def family_masks(p: _Params) -> dict:
+    """Per image (any leading shape; numpy or jax): does its op use each family's stage?
+
+    An image outside a family's mask is left unchanged by that stage (identity parameters).
+    """
+    kind = p.blend_kind
+    return {
+        "warp": p.warp,
+        "blend": (kind != _color.DEG_BLUR)
+        & ((kind != _color.DEG_ZERO) | (p.ratio != 1.0) | (p.alpha != 0.0)),
+        "sharpness": kind == _color.DEG_BLUR,
+        "autocontrast": p.lut_kind == _color.LUT_AUTOCONTRAST,
+        "equalize": p.lut_kind == _color.LUT_EQUALIZE,
+        "lut": p.lut_kind != _color.LUT_IDENTITY,
+    }
+
+
+def capacities(tables: _Params, batch: int, num_drawn_ops: int, sigmas: float) -> dict:
+    """Static buffer size per family for ``batch`` images whose ops are uniform over the first
+    ``num_drawn_ops`` rows of ``tables`` (an op counts for a family if any bin or sign uses it).
+
+    ``ceil(B p + sigmas * sqrt(B p (1 - p)))`` clipped to ``[1, B]`` (0 if ``p == 0``).
+    """
+    masks = family_masks(tables)
+    out = {}
+    for name in FAMILIES:
+        drawn = np.asarray(masks[name])[:num_drawn_ops].reshape(num_drawn_ops, -1).any(axis=1)
+        prob = float(drawn.mean())
+        if prob == 0.0:
+            out[name] = 0
+            continue
+        mean = batch * prob
+        cap = math.ceil(mean + sigmas * math.sqrt(mean * (1.0 - prob)))
+        out[name] = int(min(batch, max(1, cap)))
+    return out
+
+
+def gated(mask: jax.Array, capacity: int, stage, args: tuple, base: jax.Array) -> jax.Array:
+    """``where(mask, stage(*args), base)`` per image, evaluating ``stage`` on masked images only.
+
+    Args:
+      mask: bool ``[B]``.
+      capacity: static buffer size; ``>= B`` runs ``stage`` on the whole batch.
+      stage: maps arrays with a leading batch dim (any size) to an array like ``base``'s rows.
+      args: arrays ``[B, ...]`` passed to ``stage`` (gathered to ``[capacity, ...]``).
+      base: ``[B, ...]`` kept where ``mask`` is False.
+    """
+    b = base.shape[0]
+    expand = (b,) + (1,) * (base.ndim - 1)
+
+    def full(base, args):
+        return jnp.where(mask.reshape(expand), stage(*args), base)
+
+    if capacity >= b:
+        return full(base, args)
+
+    def buffered(base, args):
+        if capacity == 0:
+            return base
+        (idx,) = jnp.nonzero(mask, size=capacity, fill_value=b)
+        # Slots past the count hold index B: gathered clipped (a real image, result unused),
+        # scattered with mode="drop" (discarded).
+        sub = tuple(jnp.take(a, idx, axis=0, mode="clip") for a in args)
+        return base.at[idx].set(
+            stage(*sub), mode="drop", indices_are_sorted=True, unique_indices=True
+        )
+
+    return jax.lax.cond(jnp.sum(mask) <= capacity, buffered, full, base, args)
+
+
+def _blend_u8(image_u8, kind, ratio, alpha, *, with_gray: bool, with_blur: bool):
+    # No ``materialize`` here: the buffer is gathered from memory, and the x @ I dots cost
+    # ~30x the blend itself (measured at 224 px); the values are the same.
+    x = image_u8.astype(jnp.float32)
+    out = _color.blend(
+        x, kind, ratio, alpha, with_gray=with_gray, with_blur=with_blur, barrier=False
+    )
+    return jnp.clip(out, 0.0, 255.0).astype(jnp.uint8)
+
+
+def _equalize_luts(images_u8):
+    num_pixels = images_u8.shape[1] * images_u8.shape[2]
+    hists = _color.batch_histograms(images_u8)  # [n, C, 256], one scatter for the buffer
+    eq = jax.vmap(jax.vmap(_color.equalize_lut, in_axes=(0, None)), in_axes=(0, None))
+    return eq(hists, num_pixels)
+
+
+def gated_layer(
+    images: jax.Array, p: _Params, caps: dict, *, interpolation: str, fill
+) -> jax.Array:
+    """One policy layer on uint8 ``[B, H, W, C]`` with per-image ``p`` (fields ``[B, ...]``);
+    equals ``vmap(apply._apply_params)`` bit for bit."""
+    c = images.shape[-1]
+    masks = family_masks(p)
+    warp = jax.vmap(
+        functools.partial(_warp.warp_coefficients, interpolation=interpolation, fill=fill)
+    )
+    x = gated(masks["warp"], caps["warp"], warp, (images, p.coeffs), images)
+    blend_args = (x, p.blend_kind, p.ratio, p.alpha)
+    blend = jax.vmap(functools.partial(_blend_u8, with_gray=True, with_blur=False))
+    x = gated(masks["blend"], caps["blend"], blend, blend_args, x)
+    sharpen = jax.vmap(functools.partial(_blend_u8, with_gray=False, with_blur=True))
+    x = gated(masks["sharpness"], caps["sharpness"], sharpen, (x, *blend_args[1:]), x)
+    # Tables [B, C, 256]: constants for every image, statistics only where drawn. An image that
+    # drew a table op had identity warp and blend, so its statistics are of the layer input.
+    const = jax.vmap(functools.partial(_color.constant_lut, channels=c))
+    tables = const(p.lut_kind, p.posterize_mask, p.solarize_threshold)
+    auto = jax.vmap(_color.autocontrast_luts)
+    tables = gated(masks["autocontrast"], caps["autocontrast"], auto, (x,), tables)
+    tables = gated(masks["equalize"], caps["equalize"], _equalize_luts, (x,), tables)
+    apply = jax.vmap(_color.apply_lut)
+    return gated(masks["lut"], caps["lut"], apply, (x, tables.astype(jnp.uint8)), x)
