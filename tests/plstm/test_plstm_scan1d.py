@@ -97,3 +97,24 @@ def test_errors_name_what_was_given():
         plstm_1d(q, jnp.zeros((1, 8, 5, 1)), v, S, T, M, D)
     with pytest.raises(ValueError, match=r"leading batch dims \(2,\)"):
         plstm_1d(q, k, jnp.zeros((2, 8, 4, 1)), S, T, M, D)
+
+
+def test_exact_zero_and_negative_transitions_values_and_gradients():
+    """Scalar fast path (log-form products inside chunks, exact custom backward): T with
+    exact zeros, negative and tiny entries; float32, rtol 1e-5 (atol 1e-5 * max|ref|) on
+    values and on gradients w.r.t. every input (the gradient at an exactly-zero T is the
+    product of the other factors, as in the sequential recurrence)."""
+    args, C0 = inputs_1d(5, (2,), 37, 4, 4, J_ONE, jnp.float32, t_scale=1.0)
+    q, k, v, S, T, M, D = args
+    T = T.at[0, 3].set(0.0).at[1, 10].set(0.0).at[1, 11].set(0.0).at[0, 20].set(-1e-3)
+    args = (q, k, v, S, T, M, D)
+    w = normal(Keys(6), (2, 37, 4, 1), jnp.float32)
+    ref = jax.jit(jax.value_and_grad(functools.partial(_loss, plstm_1d_reference, w), (0, 1)))
+    v_ref, g_ref = ref(args, C0)
+    for chunk in (8, 64):
+        fn = functools.partial(plstm_1d, chunk_size=chunk)
+        vg = jax.jit(jax.value_and_grad(functools.partial(_loss, fn, w), (0, 1)))
+        val, grad = vg(args, C0)
+        assert_close(val, v_ref, 1e-5, f"loss chunk={chunk}")
+        assert_tree_close(grad, g_ref, 1e-5, f"grads chunk={chunk}")
+        assert float(jnp.abs(grad[0][4][0, 3]).max()) > 0.0  # zero T still gets a gradient

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from augpar.plstm._checks import bind_shapes, check_power_of_two
@@ -57,28 +58,91 @@ def _chunk_operators(T, S, M):
     return Tl[:, :, 0], Sl[:, :, 0], Ml[:, :, 0], Gl[:, :, 0]
 
 
-def _chunk_operators_scalar(T, S, M):
-    """All-J = 1 version of :func:`_chunk_operators` on squeezed arrays ``[B, n, C]``:
-    the same merges, with products instead of J-matrix contractions."""
-    B, n, C = T.shape
-    Tl, Sl, Ml = T, S[..., None], M[..., None]
-    Gl = jnp.zeros((B, n, C, 1, 1), S.dtype)
-    s = 1
-    while s < C:
-        m = C // (2 * s)
-        Tp, Sp, Mp, Gp = (x.reshape((B, n, m, 2) + x.shape[3:]) for x in (Tl, Sl, Ml, Gl))
-        Ta, Tb = Tp[:, :, :, 0], Tp[:, :, :, 1]
-        Sa, Sb = Sp[:, :, :, 0], Sp[:, :, :, 1]
-        Ma, Mb = Mp[:, :, :, 0], Mp[:, :, :, 1]
-        Ga, Gb = Gp[:, :, :, 0], Gp[:, :, :, 1]
-        Tl = Tb * Ta
-        Sl = jnp.concatenate([Tb[..., None] * Sa, Sb], axis=3)
-        Ml = jnp.concatenate([Ma, Mb * Ta[..., None]], axis=3)
-        cross = Mb[..., :, None] * Sa[..., None, :]
-        top = jnp.concatenate([Ga, jnp.zeros_like(Ga)], axis=4)
-        Gl = jnp.concatenate([top, jnp.concatenate([cross, Gb], axis=4)], axis=3)
-        s *= 2
-    return Tl[:, :, 0], Sl[:, :, 0], Ml[:, :, 0], Gl[:, :, 0]
+@jax.custom_vjp
+def _decay_matrix(T: jax.Array) -> jax.Array:
+    """Within-chunk transition products of scalar gates: ``T [..., C] -> E [..., C+1, C+1]``
+    with ``E[t, s] = T_s T_{s+1} ... T_{t-1}`` for ``s <= t`` (1 on the diagonal) and 0 for
+    ``s > t``.
+
+    Forward: ``sign * exp(l[t] - l[s])`` with ``l`` the running sum of ``log|T|`` (relative
+    error about float eps times ``|l|``), the sign from the count of negative factors, exact
+    zeros where a factor is 0. Backward, exact (no division, no differences of running sums,
+    zeros allowed): ``dT_u = sum_{t, s} g[t, s] E[t, u+1] E[u, s]`` (one matmul per chunk).
+    """
+    return _decay_matrix_fwd(T)[0]
+
+
+def _decay_matrix_fwd(T):
+    C = T.shape[-1]
+    is_zero = T == 0
+    logabs = jnp.log(jnp.where(is_zero, jnp.ones_like(T), jnp.abs(T)))
+
+    def running(a):  # exclusive running sums at positions 0..C
+        a = jnp.cumsum(a, axis=-1)
+        return jnp.concatenate([jnp.zeros_like(a[..., :1]), a], axis=-1)
+
+    # log|products| as differences of running sums, centred on the chunk's middle to halve
+    # the magnitudes (float32 error ~ eps * |sum|); signs and zeros from exact int counts.
+    lg = running(logabs)
+    lg = lg - lg[..., C // 2 : C // 2 + 1]
+    neg = running((T < 0).astype(jnp.int32))
+    zer = running(is_zero.astype(jnp.int32))
+    pos = np.arange(C + 1)
+    causal = jnp.asarray(pos[None, :] <= pos[:, None]).reshape((1,) * (T.ndim - 1) + (C + 1,) * 2)
+    keep = causal & (zer[..., :, None] == zer[..., None, :])
+    diff = jnp.where(causal, lg[..., :, None] - lg[..., None, :], 0.0)
+    sign = (1 - 2 * ((neg[..., :, None] - neg[..., None, :]) & 1)).astype(T.dtype)
+    E = jnp.where(keep, sign * jnp.exp(diff), 0.0)
+    return E, E
+
+
+def _decay_matrix_bwd(E, g):
+    Y = jnp.einsum("...ta,...ts->...as", E, g)
+    return (jnp.sum(Y[..., 1:, :] * E[..., :-1, :], axis=-1),)
+
+
+_decay_matrix.defvjp(_decay_matrix_fwd, _decay_matrix_bwd)
+
+
+def _scan_scalar(q, k, v, S, T, M, D, C0, remat, unroll):
+    """All-J = 1 chunkwise pLSTM on chunked arrays (``B`` flat batch, ``n`` chunks, ``C``
+    positions): q, k ``[B, n, C, DK]``, v ``[B, n, C, DV]``, S, T, M, D ``[B, n, C]`` (D may
+    be None), C0 ``[B, DK, DV]``. Returns the unscaled ``h [B, n, C, DV]`` and the last state.
+
+    Per chunk, with ``P(t, s)`` the product of the T's at positions ``s..t-1``:
+    ``C_out = P(C, 0) C_in + sum_s P(C, s+1) S_s k_s v_s^T`` (one matmul per chunk) and
+    ``h_t = M_t P(t, 0) q_t C_in + sum_{s<t} (q_t . k_s) M_t P(t, s+1) S_s v_s + D_t (q_t .
+    k_t) v_t`` (attention-like, the decay matrix fused into the score product).
+    Only ``[B, DK, DV]`` states cross chunks (one ``lax.scan`` over chunks).
+    """
+    C = T.shape[-1]
+
+    def build(T, S, k, v):
+        E = _decay_matrix(T)
+        Sc = E[..., C, 1:] * S
+        return E[..., C, 0], jnp.einsum("bcsd,bcsv->bcdv", Sc[..., None] * k, v)
+
+    def outputs(q, k, v, T, S, M, D, C_in):
+        E = _decay_matrix(T)
+        Mc = M * E[..., :C, 0]
+        h = jnp.einsum("bcad,bcdv->bcav", Mc[..., None] * q, C_in)
+        A = jnp.einsum("bcad,bcsd->bcas", M[..., None] * q, S[..., None] * k) * E[..., :C, 1:]
+        h = h + jnp.einsum("bcas,bcsv->bcav", A, v)
+        if D is not None:
+            h = h + (D * jnp.sum(q * k, axis=-1))[..., None] * v
+        return h
+
+    if remat:
+        build, outputs = jax.checkpoint(build), jax.checkpoint(outputs)
+    Tc, skv = build(T, S, k, v)
+
+    def step(c, x):
+        t, s = x
+        return t[:, None, None] * c + s, c
+
+    xs = (jnp.moveaxis(Tc, 1, 0), jnp.moveaxis(skv, 1, 0))
+    C_last, C_in = jax.lax.scan(step, C0, xs, unroll=unroll)
+    return outputs(q, k, v, T, S, M, D, jnp.moveaxis(C_in, 0, 1)), C_last
 
 
 def plstm_1d(
@@ -95,6 +159,7 @@ def plstm_1d(
     scale: float | None = None,
     return_state: bool = False,
     remat: bool = False,
+    unroll: int = 1,
 ):
     """Chunkwise 1D pLSTM, equal to :func:`augpar.plstm.plstm_1d_reference`.
 
@@ -108,6 +173,7 @@ def plstm_1d(
       return_state: also return the final state ``[..., DK, DV, JT]``.
       remat: recompute the chunk internals (G, chunk sources/marks) in the backward pass
         (``jax.checkpoint``) instead of storing them.
+      unroll: ``unroll`` of the ``lax.scan`` over chunks (all-J = 1 path).
 
     Returns:
       ``h [..., L, DV, JO]`` (and the final state with ``return_state``).
@@ -145,25 +211,38 @@ def plstm_1d(
         T_ = jnp.concatenate([T_, eye], axis=1)
     T_ = T_.reshape((Bf, n, C, jt, jt))
 
-    scalar = all(dims[j] == 1 for j in ("JQ", "JK", "JV", "JT", "JO"))
+    if initial_state is None:
+        C0 = jnp.zeros((Bf, dk, dv, jt), dtype)
+    else:
+        C0 = initial_state.astype(dtype).reshape((Bf, dk, dv, jt))
+
+    if all(dims[j] == 1 for j in ("JQ", "JK", "JV", "JT", "JO")):
+        h, C_last = _scan_scalar(
+            q_[..., 0], k_[..., 0], v_[..., 0], S_[..., 0, 0, 0], T_[..., 0, 0],
+            M_[..., 0, 0, 0], None if D is None else prep(D)[..., 0, 0, 0, 0], C0[..., 0],
+            remat, unroll,
+        )  # fmt: skip
+        h, C_last = h[..., None], C_last[..., None]
+    else:
+        D_ = None if D is None else prep(D)
+        h, C_last = _scan_general(q_, k_, v_, S_, T_, M_, D_, C0, remat)
+    h = (scale * h).reshape((Bf, Lp) + h.shape[3:])[:, :L]
+    h = h.reshape(batch + h.shape[1:])
+    if return_state:
+        return h, C_last.reshape(batch + (dk, dv, jt))
+    return h
+
+
+def _scan_general(q_, k_, v_, S_, T_, M_, D_, C0, remat):
+    """General-J chunkwise pLSTM (merge-tree chunk operators) on chunked arrays
+    ``[B, n, C, ...]``. Returns the unscaled ``h [B, n, C, DV, JO]`` and the last state."""
 
     def build(T_, S_, M_, k_, v_):
-        if scalar:  # all J = 1: plain products and batched matmuls
-            Tc, Sc, Mc, G = _chunk_operators_scalar(
-                T_[..., 0, 0], S_[..., 0, 0, 0], M_[..., 0, 0, 0]
-            )
-            skv = jnp.einsum("bcad,bcav->bcdv", Sc[..., None] * k_[..., 0], v_[..., 0])
-            return Tc[..., None, None], skv[..., None], Mc, G
         Tc, Sc, Mc, G = _chunk_operators(T_, S_, M_)
         skv = jnp.einsum("bcaijk,bcadj,bcavk->bcdvi", Sc, k_, v_)
         return Tc, skv, Mc, G
 
     def outputs(q_, k_, v_, Mc, G, C_in):
-        if scalar:
-            q0 = q_[..., 0]
-            inter = jnp.einsum("bcad,bcdv->bcav", Mc[..., None] * q0, C_in[..., 0])
-            A = jnp.einsum("bcad,bcsd->bcas", q0, k_[..., 0]) * G
-            return (inter + jnp.einsum("bcas,bcsv->bcav", A, v_[..., 0]))[..., None]
         inter = jnp.einsum("bcadj,bcaijk,bcdvk->bcavi", q_, Mc, C_in)
         A = jnp.einsum("bcadj,bcsdk->bcasjk", q_, k_)
         W = jnp.einsum("bcasijkl,bcasjk->bcasil", G, A)
@@ -175,25 +254,12 @@ def plstm_1d(
         outputs = jax.checkpoint(outputs)
     Tc, skv, Mc, G = build(T_, S_, M_, k_, v_)
 
-    if initial_state is None:
-        C0 = jnp.zeros((Bf, dk, dv, jt), dtype)
-    else:
-        C0 = initial_state.astype(dtype).reshape((Bf, dk, dv, jt))
-
     def step(Cst, x):
         Tt, st = x
         return jnp.einsum("bij,bdvj->bdvi", Tt, Cst) + st, Cst
 
     C_last, C_in = jax.lax.scan(step, C0, (jnp.moveaxis(Tc, 1, 0), jnp.moveaxis(skv, 1, 0)))
-    C_in = jnp.moveaxis(C_in, 0, 1)
-    h = outputs(q_, k_, v_, Mc, G, C_in)
-    if D is not None and scalar:
-        qk = jnp.sum(q_[..., 0] * k_[..., 0], axis=-1)  # [B, n, C]
-        h = h + (prep(D)[..., 0, 0, 0, 0] * qk)[..., None, None] * v_
-    elif D is not None:
-        h = h + jnp.einsum("bcadj,bcaijkl,bcadk,bcavl->bcavi", q_, prep(D), k_, v_)
-    h = (scale * h).reshape((Bf, Lp) + h.shape[3:])[:, :L]
-    h = h.reshape(batch + h.shape[1:])
-    if return_state:
-        return h, C_last.reshape(batch + (dk, dv, jt))
-    return h
+    h = outputs(q_, k_, v_, Mc, G, jnp.moveaxis(C_in, 0, 1))
+    if D_ is not None:
+        h = h + jnp.einsum("bcadj,bcaijkl,bcadk,bcavl->bcavi", q_, D_, k_, v_)
+    return h, C_last
