@@ -4,7 +4,10 @@ Cases (one JSON object per case on stdout, see shared CONVENTIONS):
 - ``rand_augment_{S}px``: ``augpar.augment.policies.rand_augment`` (jit, batch B, per-image op
   and sign draws, num_ops=2, magnitude=9, nearest) against torchvision v2 ``RandAugment``
   applied image by image to uint8 CHW tensors, as one PyTorch data-loader worker does
-  (``torch.set_num_threads(1)``).
+  (``torch.set_num_threads(1)``). Ours uses the default strategy (``per_image`` on CPU);
+  ``--with-ungated`` also times ``strategy="gated"`` (batch-level buffers, ``ours_gated_s``) and
+  ``"vmap"`` (every stage on every image, ``ours_ungated_s``). Each record carries the 1-minute
+  load average at its end.
 - ``rotate_bilinear_{S}px``: a random angle per image in [-30, 30] degrees, bilinear: ours on
   uint8 against ``dm_pix.rotate`` and ``augmax.Rotate`` on float32 (both jit + vmap).
 - ``solarize_{S}px``: threshold 128: ours on uint8 against ``dm_pix.solarize`` on float32.
@@ -19,6 +22,7 @@ Missing baselines are reported with ``baseline_s: null`` and the package to inst
 import argparse
 import functools
 import json
+import os
 import statistics
 import time
 
@@ -68,11 +72,23 @@ def _images(batch, size, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
 
 
-def bench_rand_augment(size, batch, repeats):
+def _rand_augment_strategy(key, images, *, strategy):
+    """``rand_augment`` (2 ops, bin 9) through ``apply_ops`` with an explicit strategy."""
+    draw = policies.sample_ops(
+        key, images.shape[0], num_layers=2, num_ops=14, num_magnitude_bins=31, magnitude=9
+    )
+    return policies.apply_ops(images, draw, strategy=strategy)
+
+
+def bench_rand_augment(size, batch, repeats, with_ungated=False):
     images = jnp.asarray(_images(batch, size))
     fn = jax.jit(functools.partial(policies.rand_augment, num_ops=2, magnitude=9))
     keys = iter(jax.random.split(jax.random.key(0), 10_000))
     fns = {"ours": lambda: fn(next(keys), images).block_until_ready()}
+    if with_ungated:
+        for strategy in ("gated", "vmap"):
+            other = jax.jit(functools.partial(_rand_augment_strategy, strategy=strategy))
+            fns[f"ours_{strategy}"] = lambda f=other: f(next(keys), images).block_until_ready()
     baseline = "torchvision.transforms.v2.RandAugment per image (1 thread)"
     try:
         import torch
@@ -101,6 +117,9 @@ def bench_rand_augment(size, batch, repeats):
         peak,
         ours_images_per_s=batch / t["ours"],
         baseline_images_per_s=batch / t["baseline"] if "baseline" in t else None,
+        ours_gated_s=t.get("ours_gated"),
+        ours_ungated_s=t.get("ours_vmap"),
+        load_average_1min=os.getloadavg()[0],
     )
 
 
@@ -168,9 +187,14 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-shared-ops", action="store_true")
+    parser.add_argument(
+        "--with-ungated",
+        action="store_true",
+        help="also time rand_augment with strategy gated and vmap (ungated)",
+    )
     args = parser.parse_args(argv)
     for size in args.sizes:
-        bench_rand_augment(size, args.batch, args.repeats)
+        bench_rand_augment(size, args.batch, args.repeats, with_ungated=args.with_ungated)
         if not args.skip_shared_ops:
             bench_shared_ops(size, args.batch, args.repeats)
 

@@ -1,9 +1,9 @@
-"""Batch-level gating of the policy layers (``augpar.augment.policies.gating``).
+"""Gating of the policy layers (``augpar.augment.policies.gating``).
 
-The gated layer must equal the ungated one (every stage on every image, ``gate_sigmas=None``)
-bit for bit, whether the buffers hold every drawn image or overflow into the whole-batch
-fallback (forced with small capacities), for every space, both interpolations, fills and
-1-channel images.
+Both gated strategies must equal the ungated layer (every stage on every image,
+``strategy="vmap"``) bit for bit: the per-image ``lax.switch`` and the batch-level buffers,
+whether the buffers hold every drawn image or overflow into the whole-batch fallback (forced
+with small capacities), for every space, both interpolations, fills and 1-channel images.
 """
 
 import functools
@@ -21,8 +21,8 @@ def _images(b, h=20, w=26, c=3, seed=0):
     return jnp.asarray(np.random.default_rng(seed).integers(0, 256, (b, h, w, c), dtype=np.uint8))
 
 
-def _run(images, draw, sigmas, **kw):
-    fn = jax.jit(functools.partial(policies.apply_ops, gate_sigmas=sigmas, **kw))
+def _run(images, draw, sigmas, strategy="gated", **kw):
+    fn = jax.jit(functools.partial(policies.apply_ops, strategy=strategy, gate_sigmas=sigmas, **kw))
     return np.asarray(fn(images, draw))
 
 
@@ -51,8 +51,9 @@ def test_gated_equals_ungated_with_and_without_overflow(
         magnitude=magnitude,
     )
     kw = dict(space=space, num_magnitude_bins=bins, interpolation=interpolation, fill=fill)
-    ref = _run(images, draw, None, **kw)
+    ref = _run(images, draw, 0.0, strategy="vmap", **kw)
     assert not np.array_equal(ref, np.asarray(images))
+    np.testing.assert_array_equal(_run(images, draw, 0.0, strategy="per_image", **kw), ref)
     # The default (8 sigma) never overflows here; 0 sigma overflows about half the time;
     # -1e9 gives capacity 1, so nearly every stage falls back to the whole batch.
     for sigmas in (policies.GATE_SIGMAS, 0.0, -1e9):
@@ -95,13 +96,17 @@ def test_capacities_and_a_batch_that_drew_one_family_only():
     op = jnp.asarray([[names.index("Equalize")] * b, [names.index("Rotate")] * b], jnp.int32)
     sign = jnp.broadcast_to(jnp.where(jnp.arange(b) % 2 == 1, 1, -1), op.shape).astype(jnp.int32)
     draw = policies.OpDraw(op, jnp.full_like(op, 9), sign)
-    np.testing.assert_array_equal(_run(images, draw, 8.0), _run(images, draw, None))
+    ref = _run(images, draw, 8.0, strategy="vmap")
+    np.testing.assert_array_equal(_run(images, draw, 8.0), ref)
+    np.testing.assert_array_equal(_run(images, draw, 8.0, strategy="per_image"), ref)
 
 
-def test_num_drawn_ops_is_validated():
+def test_strategy_and_num_drawn_ops_are_validated():
     images = _images(2)
     draw = policies.sample_ops(
         jax.random.key(0), 2, num_layers=1, num_ops=14, num_magnitude_bins=31, magnitude=9
     )
     with pytest.raises(ValueError, match="num_drawn_ops"):
         policies.apply_ops(images, draw, num_drawn_ops=15)
+    with pytest.raises(ValueError, match="strategy"):
+        policies.apply_ops(images, draw, strategy="switch")

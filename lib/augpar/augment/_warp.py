@@ -150,9 +150,7 @@ def warp_coefficients(
         xn = jnp.round(ix)
         yn = jnp.round(iy)
         inside = (xn >= 0) & (xn <= w - 1) & (yn >= 0) & (yn <= h - 1)
-        idx = jnp.where(
-            inside, yn.astype(jnp.int32) * w + xn.astype(jnp.int32), jnp.int32(h * w)
-        )
+        idx = jnp.where(inside, yn.astype(jnp.int32) * w + xn.astype(jnp.int32), jnp.int32(h * w))
         pad = jnp.zeros((1, c), jnp.uint8) if fill is None else jnp.round(fill)[None, :]
         table = jnp.concatenate([image_u8.reshape(h * w, c), pad.astype(jnp.uint8)])
         return table[idx]

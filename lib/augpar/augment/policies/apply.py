@@ -174,14 +174,14 @@ def apply_ops(
     fill: float | tuple[float, ...] | None = 0,
     interpolation: str = "nearest",
     level: float | None = None,
+    strategy: str = "auto",
     num_drawn_ops: int | None = None,
-    gate_sigmas: float | None = gating.GATE_SIGMAS,
+    gate_sigmas: float = gating.GATE_SIGMAS,
 ) -> UInt8[Array, "b h w c"]:
     """Apply drawn layers to a batch; per image and layer one warp, one blend and one LUT.
 
-    Each stage runs only on the images whose op uses it (``gating``), in buffers sized for
-    ops drawn uniformly from the first ``num_drawn_ops`` ops of the space; any draw is exact
-    (a stage whose count overflows its buffer runs on the whole batch).
+    Each stage runs only on the images whose op uses it (``gating``); every strategy gives
+    the same result bit for bit.
 
     Args:
       images: uint8 ``[B, H, W, C]``.
@@ -189,10 +189,13 @@ def apply_ops(
         (``RAND_AUGMENT_OPS``/``TRIVIAL_AUGMENT_OPS``; ``AUGMIX_OPS`` plus index 13 = identity).
       space: "rand_augment", "trivial_augment_wide", "augmix" or "big_vision".
       level: big_vision's magnitude level (only for ``space="big_vision"``).
-      num_drawn_ops: ops are (mostly) drawn from the first this many of the list (default:
-        all); only sizes the buffers.
-      gate_sigmas: buffer size in binomial standard deviations above the expected count
-        (static), or None to run every stage on every image (the ungated reference).
+      strategy: "per_image" (sequential map over images, a ``lax.switch`` on each image's
+        op), "gated" (batch-level buffers with an exact whole-batch fallback), "vmap" (every
+        stage on every image: the reference) or "auto" (per_image on CPU, gated elsewhere).
+      num_drawn_ops: "gated": ops are (mostly) drawn from the first this many of the list
+        (default: all); only sizes the buffers.
+      gate_sigmas: "gated": buffer size in binomial standard deviations above the expected
+        count of each stage's images.
 
     Returns:
       uint8 ``[B, H, W, C]``.
@@ -202,6 +205,10 @@ def apply_ops(
     if space not in _SPACES:
         raise ValueError(f"space must be one of {_SPACES}, got {space!r}")
     names = _space_ops(space)
+    if strategy not in _STRATEGIES:
+        raise ValueError(f"strategy must be one of {_STRATEGIES}, got {strategy!r}")
+    if strategy == "auto":
+        strategy = "per_image" if jax.default_backend() == "cpu" else "gated"
     if num_drawn_ops is not None and not 1 <= num_drawn_ops <= len(names):
         raise ValueError(f"num_drawn_ops must lie in [1, {len(names)}], got {num_drawn_ops!r}")
     if draw.op.shape[0] == 0:
@@ -214,9 +221,13 @@ def apply_ops(
         num_magnitude_bins=num_magnitude_bins,
         interpolation=interpolation,
         level=level,
+        strategy=strategy,
         num_drawn_ops=num_drawn_ops or len(names),
-        gate_sigmas=gate_sigmas,
+        gate_sigmas=float(gate_sigmas),
     )
+
+
+_STRATEGIES = ("auto", "per_image", "gated", "vmap")
 
 
 def _space_ops(space: str) -> tuple[str, ...]:
@@ -230,6 +241,7 @@ def _space_ops(space: str) -> tuple[str, ...]:
         "num_magnitude_bins",
         "interpolation",
         "level",
+        "strategy",
         "num_drawn_ops",
         "gate_sigmas",
     ),
@@ -243,18 +255,25 @@ def _apply_layers(
     num_magnitude_bins,
     interpolation,
     level,
+    strategy,
     num_drawn_ops,
     gate_sigmas,
 ):
-    """``lax.scan`` over layers; each layer is one gated (or vmapped) warp + blend + LUT."""
+    """``lax.scan`` over layers; each layer runs the drawn warp, blend or LUT per image."""
     b, h, w, _ = images.shape
     tables = _tables(space, _space_ops(space), num_magnitude_bins, h, w, level)
 
-    if gate_sigmas is None:
+    if strategy == "vmap":
         apply = jax.vmap(functools.partial(_apply_params, interpolation=interpolation, fill=fill))
 
         def layer(x, params):
             return apply(x, params, _color.batch_histograms(x))
+
+    elif strategy == "per_image":
+        gating.check_one_stage(tables)
+
+        def layer(x, params):
+            return gating.per_image_layer(x, params, interpolation=interpolation, fill=fill)
 
     else:
         caps = gating.capacities(tables, b, num_drawn_ops, gate_sigmas)

@@ -1,4 +1,13 @@
-"""Batch-level gating of a policy layer: each expensive stage runs only on the images that drew it.
+"""Gating of a policy layer: each expensive stage runs only on the images that drew it.
+
+Two exact strategies, both equal to the ungated layer (``apply._apply_params`` on every image)
+bit for bit:
+
+- ``per_image_layer``: a sequential ``lax.map`` over the images with a ``lax.switch`` on each
+  image's op family, so only the drawn stage runs (real control flow, not vmapped). Cache
+  friendly and free of gathers and scatters; the faster one on CPU (measured at 32 and 224 px).
+- ``gated_layer``: batch-level buffers (below); keeps the batch vectorised, for accelerators,
+  where a sequential loop over images would serialise small kernels.
 
 Under ``vmap`` with static shapes every image would pay, every layer, for the warp, the blend
 degenerates (gray, mean, 3x3 smoothing) and the equalize histogram, though each image draws a
@@ -8,7 +17,7 @@ buffer of static ``capacity``, the stage runs on the buffer only and the results
 back. ``capacity`` is the binomial mean plus ``sigmas`` standard deviations of the family's count
 under uniform op draws (``GATE_SIGMAS = 8``: an overflow is astronomically rare). If the count
 does exceed it, a batch-level ``lax.cond`` runs that stage on the whole batch instead, so the
-result equals the ungated layer (``apply._apply_params`` on every image) bit for bit, always.
+result equals the ungated layer bit for bit, always.
 """
 
 import functools
@@ -18,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from augpar.augment import _color, _warp
+from augpar.augment import _color, _exact, _warp
 from augpar.augment.policies.tables import _Params
 
 GATE_SIGMAS = 8.0
@@ -108,6 +117,26 @@ def _blend_u8(image_u8, kind, ratio, alpha, *, with_gray: bool, with_blur: bool)
     return jnp.clip(out, 0.0, 255.0).astype(jnp.uint8)
 
 
+def _sharpen_u8(image_u8, alpha):
+    """Sharpness for one image: ``trunc(fma(blur - x, alpha, x))`` on the interior, border kept.
+
+    Same values as ``_blend_u8`` with ``DEG_BLUR`` (there ``ratio`` is 1 and the border's
+    ``blur - x`` is 0, so the border is ``x``), but the float arithmetic runs on the interior
+    only and the 9-tap sum is one integer ``reduce_window``: ~3x faster at 224 px.
+    """
+    h, w = image_u8.shape[0], image_u8.shape[1]
+    if h <= 2 or w <= 2:
+        return image_u8
+    alpha = jax.lax.optimization_barrier(jnp.asarray(alpha, jnp.float32))
+    x = image_u8.astype(jnp.int32)
+    centre = x[1:-1, 1:-1]
+    window = jax.lax.reduce_window(x, 0, jax.lax.add, (3, 3, 1), (1, 1, 1), "VALID")
+    # Round half to even of (sum9 + 4 centre) / 13; ties cannot occur, see sharpness_degenerate.
+    blurred = (2 * (window + 4 * centre) + 13) // 26
+    out = _exact.fma((blurred - centre).astype(jnp.float32), alpha, centre.astype(jnp.float32))
+    return image_u8.at[1:-1, 1:-1].set(_color.truncate_u8(out))
+
+
 def _equalize_luts(images_u8):
     num_pixels = images_u8.shape[1] * images_u8.shape[2]
     hists = _color.batch_histograms(images_u8)  # [n, C, 256], one scatter for the buffer
@@ -129,8 +158,8 @@ def gated_layer(
     blend_args = (x, p.blend_kind, p.ratio, p.alpha)
     blend = jax.vmap(functools.partial(_blend_u8, with_gray=True, with_blur=False))
     x = gated(masks["blend"], caps["blend"], blend, blend_args, x)
-    sharpen = jax.vmap(functools.partial(_blend_u8, with_gray=False, with_blur=True))
-    x = gated(masks["sharpness"], caps["sharpness"], sharpen, (x, *blend_args[1:]), x)
+    sharpen = jax.vmap(_sharpen_u8)
+    x = gated(masks["sharpness"], caps["sharpness"], sharpen, (x, p.alpha), x)
     # Tables [B, C, 256]: constants for every image, statistics only where drawn. An image that
     # drew a table op had identity warp and blend, so its statistics are of the layer input.
     const = jax.vmap(functools.partial(_color.constant_lut, channels=c))
@@ -140,3 +169,54 @@ def gated_layer(
     tables = gated(masks["equalize"], caps["equalize"], _equalize_luts, (x,), tables)
     apply = jax.vmap(_color.apply_lut)
     return gated(masks["lut"], caps["lut"], apply, (x, tables.astype(jnp.uint8)), x)
+
+
+def check_one_stage(tables: _Params) -> None:
+    """Raise if some op of ``tables`` uses more than one stage (``per_image_layer`` runs one)."""
+    masks = family_masks(tables)
+    stages = sum(np.asarray(masks[n], np.int32) for n in ("warp", "blend", "sharpness", "lut"))
+    if np.any(stages > 1):
+        raise ValueError("an op uses more than one stage; per_image_layer cannot apply it")
+
+
+def per_image_layer(images: jax.Array, p: _Params, *, interpolation: str, fill) -> jax.Array:
+    """One policy layer on uint8 ``[B, H, W, C]``, image by image, running only the drawn stage.
+
+    Requires one stage per op (``check_one_stage``); equals ``vmap(apply._apply_params)``.
+    """
+    c = images.shape[-1]
+
+    def one(image, q):
+        m = family_masks(q)
+        branch = jnp.select(
+            [m["warp"], m["blend"], m["sharpness"], m["autocontrast"], m["equalize"], m["lut"]],
+            [1, 2, 3, 4, 5, 6],
+            0,
+        )
+
+        def identity(im):
+            return im
+
+        def warp(im):
+            return _warp.warp_coefficients(im, q.coeffs, interpolation=interpolation, fill=fill)
+
+        def blend(im):
+            return _blend_u8(im, q.blend_kind, q.ratio, q.alpha, with_gray=True, with_blur=False)
+
+        def sharpen(im):
+            return _sharpen_u8(im, q.alpha)
+
+        def autocontrast(im):
+            return _color.apply_lut(im, _color.autocontrast_luts(im).astype(jnp.uint8))
+
+        def equalize(im):
+            return _color.apply_lut(im, _equalize_luts(im[None])[0].astype(jnp.uint8))
+
+        def constant(im):
+            table = _color.constant_lut(q.lut_kind, q.posterize_mask, q.solarize_threshold, c)
+            return _color.apply_lut(im, table.astype(jnp.uint8))
+
+        branches = [identity, warp, blend, sharpen, autocontrast, equalize, constant]
+        return jax.lax.switch(branch, branches, image)
+
+    return jax.lax.map(lambda args: one(*args), (images, p))
