@@ -381,6 +381,23 @@ def parse_variants(config: ml_collections.ConfigDict) -> list[str]:
     return names
 
 
+def enable_compilation_cache(config: ml_collections.ConfigDict, workdir: str) -> str | None:
+    """Persistent XLA compilation cache for the run (``config.compilation_cache_dir``: "" =
+    ``<workdir>/jax_cache``, "none" = off).
+
+    Each ``train(...)`` call jits its steps anew, so without it every coreset segment recompiles
+    the same train step, every selection the same proxy pass, every variant the same eval step;
+    with it, identical programs compile once per run (and not again on a resumed run).
+    """
+    where = config.get("compilation_cache_dir", "")
+    if where == "none":
+        return None
+    path = where or os.path.join(workdir, "jax_cache")
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return path
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, dict]:
     """Trains every variant of ``config.variants`` into ``<workdir>/<variant>``.
 
@@ -390,6 +407,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       ``<workdir>/summary.png`` and a printed table.
     """
     names = parse_variants(config)
+    enable_compilation_cache(config, workdir)
     mesh = make_mesh(config)
     train_set, test_set, num_classes = load_data(config)
     log.info(

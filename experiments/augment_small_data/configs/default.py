@@ -45,6 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.variant = variant
     c.seed = 0
     c.variants = ALL_VARIANTS  # comma-separated, trained one after another
+    # Persistent XLA cache: "" = <workdir>/jax_cache, "none" = off, else a directory.
+    c.compilation_cache_dir = ""
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "digits"  # "digits" (scikit-learn, offline) or a tfds name such as "cifar10"
@@ -131,6 +133,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.eval_every = 0
         c.checkpoint_every = 2
         c.coreset.reselect_every_epochs = 1
+        c.compilation_cache_dir = "none"  # tests: no process-wide cache setting
 
     apply_overrides(c, overrides)
     return c
