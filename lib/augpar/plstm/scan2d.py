@@ -18,6 +18,7 @@ chunk grid with one ``lax.scan`` (X/cx + Y/cy - 1 steps).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -28,6 +29,7 @@ from jaxtyping import Array, Float
 
 from augpar.plstm._checks import bind_shapes, check_power_of_two, next_pow2
 from augpar.plstm.gates import Gates2D
+from augpar.plstm.wavefront2d import one_orientation
 
 
 class _Cells(NamedTuple):
@@ -376,6 +378,44 @@ def plstm_2d(
 
     scalar = all(dims[j] == 1 for j in ("JQ", "JK", "JV", "JT", "JO"))
 
+    def finish(h, right, bottom):  # h [Bf, Xp, Yp, DV, JO] summed over orientations
+        if D is not None:
+            h = h + jnp.einsum("bxydj,bxyijkl,bxydk,bxyvl->bxyvi", qp,
+                               pad_grid(flat(D, None), 1), kp, vp)  # fmt: skip
+        h = (scale * h)[:, :X, :Y].reshape(batch + (X, Y, dv, jo))
+        if not return_state:
+            return h
+        return h, (unorient_border(right, 2, Y), unorient_border(bottom, 1, X))
+
+    def unorient_border(a, axis_flip_bit, n):  # [Bf*O, N, c*JT, F] -> [..., O, n, DK, DV, JT]
+        a = a.reshape(Bf, n_or, -1, jt, dk, dv)
+        a = jnp.moveaxis(a, 3, -1)
+        a = jnp.stack(
+            [jnp.flip(a[:, i], 1) if o & axis_flip_bit else a[:, i]
+             for i, o in enumerate(orientations)], 1,
+        )  # fmt: skip
+        return a[:, :, :n].reshape(batch + (n_or, n, dk, dv, jt))
+
+    if scalar and method == "state_passing":
+        # One orientation at a time, border states only (see augpar.plstm.wavefront2d).
+        def per_o(a):  # [Bf*O, ...] -> [O, Bf, ...]
+            return None if a is None else jnp.moveaxis(a.reshape((Bf, n_or) + a.shape[1:]), 1, 0)
+
+        def nodes(a):  # [Bf*O, NX, NY, cx, cy, d, 1] -> [O, Bf, NX, NY, N, d]
+            return per_o(a).reshape((n_or, Bf, NX, NY, cx * cy, a.shape[-2]))
+
+        per_orientation = jax.checkpoint(functools.partial(one_orientation, cx=cx, cy=cy))
+        h_o, right, bottom = jax.lax.map(
+            lambda a: per_orientation(*a),
+            (Gates2D(*(per_o(a) for a in go)), nodes(q_o), nodes(k_o), nodes(v_o),
+             per_o(init_r), per_o(init_d)),
+        )  # fmt: skip
+        h_o = _from_chunks(h_o.reshape((n_or * Bf, NX, NY, cx, cy, dv)))
+        h_o = h_o.reshape((n_or, Bf, Xp, Yp, dv))
+        h = sum(_flip(h_o[i], o, 1) for i, o in enumerate(orientations))[..., None]
+        to_flat = lambda a: jnp.moveaxis(a, 0, 1).reshape((Bf * n_or,) + a.shape[2:])  # noqa: E731
+        return finish(h, to_flat(right), to_flat(bottom))
+
     def write(s, k_o, v_o):  # border states written by a chunk's nodes: [.., R, F]
         if scalar:  # (S * k) first, then one matmul over the chunk's nodes
             sk = s[..., 0][..., None] * k_o[:, :, :, None, ..., 0]  # [.., R, w, z, DK]
@@ -441,20 +481,4 @@ def plstm_2d(
         transfers = (cells.rl, cells.du, cells.dl, cells.ru)
         l_in, u_in, right, bottom = _wavefront(transfers, skv_r, skv_d, init_r, init_d)
         h = post(cells, q_o, qc, kc, vc, l_in, u_in)
-    if D is not None:
-        h = h + jnp.einsum("bxydj,bxyijkl,bxydk,bxyvl->bxyvi", qp, pad_grid(flat(D, None), 1),
-                           kp, vp)  # fmt: skip
-    h = (scale * h)[:, :X, :Y].reshape(batch + (X, Y, dv, jo))
-    if not return_state:
-        return h
-
-    def unorient_border(a, axis_flip_bit, n):  # [Bf*O, N, c*JT, F] -> [..., O, n, DK, DV, JT]
-        a = a.reshape(Bf, n_or, -1, jt, dk, dv)
-        a = jnp.moveaxis(a, 3, -1)
-        a = jnp.stack(
-            [jnp.flip(a[:, i], 1) if o & axis_flip_bit else a[:, i]
-             for i, o in enumerate(orientations)], 1,
-        )  # fmt: skip
-        return a[:, :, :n].reshape(batch + (n_or, n, dk, dv, jt))
-
-    return h, (unorient_border(right, 2, Y), unorient_border(bottom, 1, X))
+    return finish(h, right, bottom)
