@@ -94,10 +94,11 @@ def _source_coords(coeffs: jax.Array, h: int, w: int) -> tuple[jax.Array, jax.Ar
     """
     f32 = jnp.float32
     t00, t01, t02, t10, t11, t12 = (coeffs[k] for k in range(6))
-    xs = jnp.arange(w, dtype=f32) - f32((w - 1) * 0.5)
-    ys = jnp.arange(h, dtype=f32) - f32((h - 1) * 0.5)
-    x = jnp.broadcast_to(xs[None, :], (h, w))
-    y = jnp.broadcast_to(ys[:, None], (h, w))
+    # x varies along columns, y along rows: the products that depend on one of them only are
+    # computed on [1, W] / [H, 1] and broadcast inside the fused multiply-add (same values as
+    # on the full grid, a fraction of the work).
+    x = (jnp.arange(w, dtype=f32) - f32((w - 1) * 0.5))[None, :]
+    y = (jnp.arange(h, dtype=f32) - f32((h - 1) * 0.5))[:, None]
     gx = _exact.fma(y, t01, _exact.mul(x, t00)) + t02
     gy = _exact.fma(y, t11, _exact.mul(x, t10)) + t12
     ix = _exact.fma(gx + 1.0, f32(w / 2), f32(-0.5))

@@ -137,6 +137,17 @@ def _sharpen_u8(image_u8, alpha):
     return image_u8.at[1:-1, 1:-1].set(_color.truncate_u8(out))
 
 
+def _stored_table(table):
+    """uint8 ``[..., C, 256]`` table forced into memory (``materialize``: a tiny exact dot).
+
+    Otherwise XLA fuses the table's computation (statistics, exact division) into the
+    per-pixel lookup and recomputes it for every pixel: 3.4 ms instead of 0.3 ms per 224 px
+    autocontrast (measured).
+    """
+    stored = _color.materialize(jnp.swapaxes(table, -1, -2).astype(jnp.float32))
+    return jnp.swapaxes(stored, -1, -2).astype(jnp.uint8)
+
+
 def _equalize_luts(images_u8):
     num_pixels = images_u8.shape[1] * images_u8.shape[2]
     hists = _color.batch_histograms(images_u8)  # [n, C, 256], one scatter for the buffer
@@ -168,7 +179,7 @@ def gated_layer(
     tables = gated(masks["autocontrast"], caps["autocontrast"], auto, (x,), tables)
     tables = gated(masks["equalize"], caps["equalize"], _equalize_luts, (x,), tables)
     apply = jax.vmap(_color.apply_lut)
-    return gated(masks["lut"], caps["lut"], apply, (x, tables.astype(jnp.uint8)), x)
+    return gated(masks["lut"], caps["lut"], apply, (x, _stored_table(tables)), x)
 
 
 def check_one_stage(tables: _Params) -> None:
@@ -207,10 +218,10 @@ def per_image_layer(images: jax.Array, p: _Params, *, interpolation: str, fill) 
             return _sharpen_u8(im, q.alpha)
 
         def autocontrast(im):
-            return _color.apply_lut(im, _color.autocontrast_luts(im).astype(jnp.uint8))
+            return _color.apply_lut(im, _stored_table(_color.autocontrast_luts(im)))
 
         def equalize(im):
-            return _color.apply_lut(im, _equalize_luts(im[None])[0].astype(jnp.uint8))
+            return _color.apply_lut(im, _stored_table(_equalize_luts(im[None])[0]))
 
         def constant(im):
             table = _color.constant_lut(q.lut_kind, q.posterize_mask, q.solarize_threshold, c)
