@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import statistics
 import sys
 import time
@@ -92,6 +93,7 @@ def _emit(bench, case, ours, base, res, extra):
         if "skip" in r:
             rec[f"{who}_reason"] = r["skip"]
     rec.update(extra)
+    rec["loadavg_1_5_15"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(rec), flush=True)
 
 
@@ -125,9 +127,12 @@ def _inputs_2d(rng, n):
     return q, k, v, g, D
 
 
-def sequential_2d(q, k, v, g: Gates2D, D):
+def sequential_2d(q, k, v, g: Gates2D, D, lean=False):
     """Baseline: the fused four-orientation 2D recurrence (J = 1) as one lax.scan over node
-    anti-diagonals, orientations stacked into the batch."""
+    anti-diagonals, orientations stacked into the batch. ``lean``: the same recurrence with
+    the orientations one at a time (``lax.map``) and the scan step under ``jax.checkpoint``
+    (the backward keeps only the carried node-diagonal states), for grids where the plain
+    form does not fit in memory."""
     b, h, n = q.shape[:3]
     scale = q.shape[-2] ** -0.5
 
@@ -166,7 +171,18 @@ def sequential_2d(q, k, v, g: Gates2D, D):
         return (new_r, new_d), h
 
     zero = jnp.zeros((b, h, 4, n) + q.shape[-2:-1] + v.shape[-2:-1], jnp.float32)
-    _, hs = jax.lax.scan(step, (zero, zero), xs)  # [nt, B, H, 4, n(x), DV]
+    if lean:  # orientation axis to the front, one orientation (size-1 axis) at a time
+        per_o = [jnp.moveaxis(a, 3, 0)[:, :, :, :, None] for a in xs]
+
+        @jax.checkpoint
+        def one(xs_o):
+            z = zero[:, :, :1]
+            return jax.lax.scan(jax.checkpoint(step), (z, z), xs_o)[1]
+
+        hs = jax.lax.map(one, per_o)  # [4, nt, B, H, 1, n, DV]
+        hs = jnp.moveaxis(hs[:, :, :, :, 0], 0, 3)
+    else:
+        _, hs = jax.lax.scan(step, (zero, zero), xs)  # [nt, B, H, 4, n(x), DV]
     gx, gy = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     h = jnp.moveaxis(hs[gx + gy, :, :, :, gx], (0, 1), (3, 4))  # [B, H, 4, n, n, DV]
     h = sum(fl(h[:, :, o], o, 2) for o in range(4))
@@ -175,7 +191,7 @@ def sequential_2d(q, k, v, g: Gates2D, D):
     return (scale * (h + direct))[..., None]
 
 
-def bench_2d(n, repeats, max_bytes, chunk, remat=False):
+def bench_2d(n, repeats, max_bytes, chunk, remat=False, lean_seq=False):
     rng = np.random.default_rng(1)
     args = _inputs_2d(rng, n)
     w = jnp.asarray(rng.standard_normal((B, H, n, n, DV, 1)), jnp.float32)
@@ -185,7 +201,9 @@ def bench_2d(n, repeats, max_bytes, chunk, remat=False):
         small = jax.tree.map(lambda a: a[:1, :1], args)
         h1, h2 = jax.jit(sp)(*small), jax.jit(sequential_2d)(*small)
         np.testing.assert_allclose(np.asarray(h1), np.asarray(h2), rtol=2e-4, atol=2e-4)
-    named = [("state_passing", _grad_fn(sp)), ("sequential_scan", _grad_fn(sequential_2d))]
+    seq_name = "sequential_scan_lean" if lean_seq else "sequential_scan"
+    seq = functools.partial(sequential_2d, lean=lean_seq)
+    named = [("state_passing", _grad_fn(sp)), (seq_name, _grad_fn(seq))]
     # Dense G alone: N^2 floats per (batch, head, orientation) before the orientation sum.
     n2 = 1 << (n - 1).bit_length()
     dense_g = (n2 * n2) ** 2 * B * H * 4 * 4
@@ -199,7 +217,7 @@ def bench_2d(n, repeats, max_bytes, chunk, remat=False):
              "heads": H,
              "dk": DK, "dv": DV}  # fmt: skip
     _emit("plstm2d", f"2d-{n}x{n}", "state_passing", "dense", res, extra)
-    _emit("plstm2d", f"2d-{n}x{n}", "state_passing", "sequential_scan", res, extra)
+    _emit("plstm2d", f"2d-{n}x{n}", "state_passing", seq_name, res, extra)
 
 
 def main(argv=None):
@@ -209,9 +227,14 @@ def main(argv=None):
     )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--max-gib", type=float, default=10.0, help="skip forms planning more temp")
-    p.add_argument("--chunk-1d", type=int, default=64)
+    p.add_argument("--chunk-1d", type=int, default=32)
     p.add_argument("--chunk-2d", type=int, default=8)
     p.add_argument("--remat", action="store_true", help="2D state passing with remat=True")
+    p.add_argument(
+        "--lean-seq",
+        action="store_true",
+        help="2D sequential baseline one orientation at a time with a checkpointed step",
+    )
     a = p.parse_args(argv)
     max_bytes = int(a.max_gib * 2**30)
     for case in a.cases.split(","):
@@ -221,7 +244,7 @@ def main(argv=None):
         if kind == "1d":
             bench_1d(int(size), a.repeats, max_bytes, a.chunk_1d)
         elif kind == "2d":
-            bench_2d(int(size), a.repeats, max_bytes, a.chunk_2d, a.remat)
+            bench_2d(int(size), a.repeats, max_bytes, a.chunk_2d, a.remat, a.lean_seq)
         else:
             sys.exit(f"unknown case {case!r}; allowed: {ALL_CASES}")
 

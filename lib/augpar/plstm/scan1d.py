@@ -8,6 +8,9 @@ adjacent cells a (earlier) and b (later):
 ``T = T_b T_a``, ``S = [T_b S_a, S_b]``, ``M = [M_a, M_b T_a]``,
 ``G = [[G_a, 0], [M_b S_a, G_b]]`` (G[t, s] = M_t T_{t-1} ... T_{s+1} S_s for s < t).
 Across chunks only the state is carried: ``C_{c+1} = T_c C_c + sum_a S_c[a] k_a v_a``.
+With scalar gates (all J = 1) the chunk operators come from one decay matrix of transition
+products (log form, exact custom backward) and the intra-chunk part is attention-like
+(``(M q)(S k)^T * decay``, then ``@ v``), see ``_scan_scalar``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ log2(sx) + log2(sy) steps. Chunks then exchange border states along anti-diagona
 chunk grid with one ``lax.scan`` (X/cx + Y/cy - 1 steps).
 
 ``method="dense"`` uses one chunk covering the padded grid (O(N^2) memory, like attention);
-``method="state_passing"`` uses small leaf chunks, so memory grows about linearly in N.
+``method="state_passing"`` uses small leaf chunks, so memory grows about linearly in N. With
+scalar gates (all J = 1, the P/D-mode layers) state passing runs one orientation at a time
+and keeps only chunk-border states for the backward pass (:mod:`augpar.plstm.wavefront2d`).
 """
 
 from __future__ import annotations
@@ -273,6 +275,8 @@ def plstm_2d(
       return_state: also return ``(right [..., O, Y, DK, DV, JT], bottom [..., O, X, DK, DV,
         JT])``, the states leaving each orientation's last row / last column.
       remat: recompute the leaf-chunk operators in the backward pass (``jax.checkpoint``).
+        With all J = 1, ``"state_passing"`` always recomputes chunk internals (it stores
+        only the chunk-border states of one orientation at a time) and ignores this flag.
 
     Returns:
       ``h [..., X, Y, DV, JO]`` (and the border states with ``return_state``).

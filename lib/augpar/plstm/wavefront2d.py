@@ -57,18 +57,23 @@ def _leaf(gates: Gates2D, cx: int, cy: int):
     return transfer, source, mark, c.g.reshape(sh + (N, N))
 
 
-def _outer(k, v):
-    """Per-node ``k v^T``: ``[.., N, DK], [.., N, DV] -> [.., N, DK * DV]``."""
-    kv = k[..., :, :, None] * v[..., :, None, :]
-    return kv.reshape(kv.shape[:-2] + (-1,))
+def _write(s, k, v):
+    """Border states written by a chunk's nodes: ``s [.., R, N]``, k ``[.., N, DK]``,
+    v ``[.., N, DV]`` -> ``[.., R, DK * DV]`` (``s * k`` first, then one matmul over the
+    nodes; measured faster on CPU than materialising per-node ``k v^T``)."""
+    sk = s[..., :, :, None] * k[..., None, :, :]  # [.., R, N, DK]
+    out = jnp.einsum("...rnd,...nv->...rdv", sk, v)
+    return out.reshape(out.shape[:-2] + (-1,))
 
 
 def _read(m, q, st, dv):
     """Node outputs from border states: ``m [.., N, R]``, q ``[.., N, DK]``, states
-    ``[.., R, DK * DV]`` -> ``[.., N, DV]`` (a matmul to per-node states, then ``q .``)."""
-    z = m @ st  # [.., N, F]
-    z = z.reshape(z.shape[:-1] + (q.shape[-1], dv))
-    return jnp.einsum("...nd,...ndv->...nv", q, z)
+    ``[.., R, DK * DV]`` -> ``[.., N, DV]`` (``m * q`` first, then one matmul over
+    (border, DK))."""
+    qm = m[..., :, :, None] * q[..., :, None, :]  # [.., N, R, DK]
+    qm = qm.reshape(qm.shape[:-2] + (-1,))
+    st = st.reshape(st.shape[:-2] + (-1, dv))  # [.., R * DK, DV]
+    return jnp.einsum("...nk,...kv->...nv", qm, st)
 
 
 def one_orientation(gates: Gates2D, q, k, v, init_r, init_d, *, cx: int, cy: int):
@@ -103,7 +108,7 @@ def one_orientation(gates: Gates2D, q, k, v, init_r, init_d, *, cx: int, cy: int
         first_col = (x_idx == t).astype(out.dtype)[None, :, None, None]
         up = out[:, :, cy:] + first_col * init_d
         inc = jnp.concatenate([left, up], axis=2)  # [B, NX, R, F] entering this diagonal
-        new = tr @ inc + src @ _outer(ks, vs)
+        new = tr @ inc + _write(src, ks, vs)
         h = _read(mk, qs, inc, dv)
         xb = jnp.clip(t - (NY - 1), 0, NX - 1)
         bottom = jax.lax.dynamic_index_in_dim(new[:, :, cy:], xb, axis=1, keepdims=False)
