@@ -110,3 +110,25 @@ def test_strategy_and_num_drawn_ops_are_validated():
         policies.apply_ops(images, draw, num_drawn_ops=15)
     with pytest.raises(ValueError, match="strategy"):
         policies.apply_ops(images, draw, strategy="switch")
+
+
+def test_integer_translations_take_the_shift_branch_exactly():
+    # TrivialAugment-Wide translations reach 32 px, past the 17 x 23 image: every offset from
+    # fully inside to fully outside, both signs, per-channel fill; nearest uses a shifted copy.
+    b = 62
+    images = _images(b, 17, 23, seed=11)
+    names = policies.TRIVIAL_AUGMENT_OPS
+    op = jnp.where(jnp.arange(b) % 2 == 0, names.index("TranslateX"), names.index("TranslateY"))
+    draw = policies.OpDraw(
+        op[None].astype(jnp.int32),
+        (jnp.arange(b, dtype=jnp.int32) // 2)[None],
+        jnp.where(jnp.arange(b) % 4 < 2, 1, -1)[None].astype(jnp.int32),
+    )
+    kw = dict(space="trivial_augment_wide", interpolation="nearest", fill=(10, 20, 30))
+    t = tables._tables("trivial_augment_wide", names, 31, 17, 23, None)
+    p = tables._gather(t, draw.op[0], draw.magnitude_bin[0], (draw.sign[0] < 0).astype(jnp.int32))
+    is_shift, _, _ = jax.vmap(lambda c: gating._integer_shift(c, 17, 23))(p.coeffs)
+    assert bool(jnp.all(is_shift))
+    ref = _run(images, draw, 0.0, strategy="vmap", **kw)
+    np.testing.assert_array_equal(_run(images, draw, 0.0, strategy="per_image", **kw), ref)
+    assert np.any(ref == 30) and not np.array_equal(ref, np.asarray(images))

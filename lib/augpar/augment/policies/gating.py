@@ -190,18 +190,66 @@ def check_one_stage(tables: _Params) -> None:
         raise ValueError("an op uses more than one stage; per_image_layer cannot apply it")
 
 
+def _integer_shift(coeffs: jax.Array, h: int, w: int):
+    """``(is_shift, dy, dx)``: does the nearest warp with ``coeffs`` copy pixel
+    ``(y + dy, x + dx)`` to ``(y, x)`` (fill outside)?
+
+    True when the linear part is torchvision's identity (``1 / (W/2)``, ``0``, ``0``,
+    ``1 / (H/2)`` as float32) and the offset is an integer number of pixels to within 1e-3.
+    Then the exact source coordinate is ``x + dx``, the float32 one is within
+    ~``(W + |dx|) * 2**-23 + 1e-3`` px of it, so rounding to nearest gives ``x + dx`` exactly.
+    """
+    f32 = np.float32
+    half_w, half_h = f32(0.5 * w), f32(0.5 * h)
+    dx_f = coeffs[2] * half_w
+    dy_f = coeffs[5] * half_h
+    dx, dy = jnp.round(dx_f), jnp.round(dy_f)
+    ok = (
+        (coeffs[0] == f32(1.0) / half_w)
+        & (coeffs[1] == 0.0)
+        & (coeffs[3] == 0.0)
+        & (coeffs[4] == f32(1.0) / half_h)
+        & (jnp.abs(dx_f - dx) <= 1e-3)
+        & (jnp.abs(dy_f - dy) <= 1e-3)
+    )
+    return ok, dy.astype(jnp.int32), dx.astype(jnp.int32)
+
+
+def _shift_u8(image_u8, dy, dx, fill):
+    """``out[y, x] = image[y + dy, x + dx]``, the rounded fill (or 0) outside: a slice of a
+    ``[3H, 3W]`` canvas, ~6x faster than the nearest warp's gather at 224 px (measured)."""
+    h, w, c = image_u8.shape
+    pad = jnp.zeros((c,), jnp.uint8) if fill is None else jnp.round(fill).astype(jnp.uint8)
+    canvas = jnp.broadcast_to(pad, (3 * h, 3 * w, c))
+    canvas = jax.lax.dynamic_update_slice(canvas, image_u8, (h, w, 0))
+    start = (h + jnp.clip(dy, -h, h), w + jnp.clip(dx, -w, w), 0)
+    return jax.lax.dynamic_slice(canvas, start, (h, w, c))
+
+
 def per_image_layer(images: jax.Array, p: _Params, *, interpolation: str, fill) -> jax.Array:
     """One policy layer on uint8 ``[B, H, W, C]``, image by image, running only the drawn stage.
 
     Requires one stage per op (``check_one_stage``); equals ``vmap(apply._apply_params)``.
+    Nearest warps that are integer translations take a shifted copy instead of the gather.
     """
-    c = images.shape[-1]
+    _, h, w, c = images.shape
 
     def one(image, q):
         m = family_masks(q)
+        is_shift, dy, dx = _integer_shift(q.coeffs, h, w)
+        if interpolation != "nearest":
+            is_shift = jnp.bool_(False)
         branch = jnp.select(
-            [m["warp"], m["blend"], m["sharpness"], m["autocontrast"], m["equalize"], m["lut"]],
-            [1, 2, 3, 4, 5, 6],
+            [
+                m["warp"] & is_shift,
+                m["warp"],
+                m["blend"],
+                m["sharpness"],
+                m["autocontrast"],
+                m["equalize"],
+                m["lut"],
+            ],
+            [7, 1, 2, 3, 4, 5, 6],
             0,
         )
 
@@ -227,7 +275,10 @@ def per_image_layer(images: jax.Array, p: _Params, *, interpolation: str, fill) 
             table = _color.constant_lut(q.lut_kind, q.posterize_mask, q.solarize_threshold, c)
             return _color.apply_lut(im, table.astype(jnp.uint8))
 
-        branches = [identity, warp, blend, sharpen, autocontrast, equalize, constant]
+        def shift(im):
+            return _shift_u8(im, dy, dx, fill)
+
+        branches = [identity, warp, blend, sharpen, autocontrast, equalize, constant, shift]
         return jax.lax.switch(branch, branches, image)
 
     return jax.lax.map(lambda args: one(*args), (images, p))
