@@ -28,7 +28,7 @@ from augpar.plstm.gates import Gates2D
 
 def _skew(a: jax.Array, NX: int) -> jax.Array:
     """``[B, NX, NY, ...] -> [NX + NY - 1, B, NX, ...]``: chunk (x, y) at step x + y (zeros
-    where x + y - x is outside the grid)."""
+    at steps t where t - x is not a chunk column)."""
     rest = [(0, 0)] * (a.ndim - 3)
     rows = [jnp.pad(a[:, x], [(0, 0), (x, NX - 1 - x)] + rest) for x in range(NX)]
     return jnp.moveaxis(jnp.stack(rows, 1), 2, 0)
