@@ -59,6 +59,9 @@ def test_2d_layer_shapes_and_dense_equals_state_passing(mode):
     assert y.shape == x.shape and bool(jnp.all(jnp.isfinite(y)))
     # float32; rtol 1e-4 covers reassociation between one dense chunk and 2x2 leaf chunks.
     np.testing.assert_allclose(np.asarray(y), np.asarray(apply(sp, x)), rtol=1e-4, atol=1e-5)
+    masked = PLSTM2DLayer(16, method="masked", rngs=nnx.Rngs(0), **kw)
+    _randomize_gates(masked, jax.random.key(1), std=0.5)
+    np.testing.assert_allclose(np.asarray(y), np.asarray(apply(masked, x)), rtol=1e-4, atol=1e-5)
 
 
 def test_gate_logits_layout():

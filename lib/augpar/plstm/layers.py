@@ -25,11 +25,12 @@ from jaxtyping import Array, Float
 from augpar.plstm.dag import normalize_p_mode, plstm_dag
 from augpar.plstm.gates import Gates2D, d_mode, p_mode
 from augpar.plstm.graph import DAG, prune_to_multitree
+from augpar.plstm.grid_gating import plstm_2d_masked
 from augpar.plstm.scan1d import plstm_1d
 from augpar.plstm.scan2d import plstm_2d
 
 MODES_2D = ("P", "D")
-METHODS_2D = ("dense", "state_passing")
+METHODS_2D = ("masked", "dense", "state_passing")
 
 
 # --- pure helpers ------------------------------------------------------------------------------
@@ -199,7 +200,9 @@ class PLSTM2DLayer(nnx.Module):
       dim, num_heads: width D and heads H.
       mode: ``"P"`` or ``"D"``.
       chirality: D-mode turn kept (``"L"``: ``T_ru``, ``"R"``: ``T_dl``).
-      method: ``"dense"`` or ``"state_passing"`` (see :func:`augpar.plstm.scan2d.plstm_2d`).
+      method: ``"masked"`` (path-sum matrix G by dynamic programming, then masked linear
+        attention; :func:`augpar.plstm.grid_gating.plstm_2d_masked`, fastest for small token
+        grids), ``"dense"`` or ``"state_passing"`` (see :func:`augpar.plstm.scan2d.plstm_2d`).
       chunk_size: leaf chunk side for ``"state_passing"``.
       source_bias, mark_bias, transition_bias, direct_bias: gate bias inits (weights start 0).
         ``transition_bias`` is the logit of ``tau`` (P) or of the tanh transitions (D).
@@ -268,16 +271,19 @@ class PLSTM2DLayer(nnx.Module):
         b, X, Y, _ = x.shape
         q, k, v = (self.io.heads(p, x, 1) for p in (self.io.q, self.io.k, self.io.v))
         D = direct_term(self.direct[...], (b, self.io.num_heads, X, Y)).astype(x.dtype)
-        h = plstm_2d(
-            q,
-            k,
-            v,
-            self.make_gates(x),
-            D,
-            orientations=(0, 1, 2, 3),
-            method=self.method,
-            chunk_size=self.chunk_size,
-        )
+        if self.method == "masked":
+            h = plstm_2d_masked(q, k, v, self.make_gates(x), D, orientations=(0, 1, 2, 3))
+        else:
+            h = plstm_2d(
+                q,
+                k,
+                v,
+                self.make_gates(x),
+                D,
+                orientations=(0, 1, 2, 3),
+                method=self.method,
+                chunk_size=self.chunk_size,
+            )
         return self.io.finish(h)
 
 
