@@ -24,9 +24,28 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, UInt8
+from jaxtyping import Array, Int
 
 from augpar.augment import _color, _warp
+from augpar.augment._checks import (  # noqa: F401  (re-exported: policies use them via ops)
+    INTERPOLATIONS,
+    Image,
+    Scalar,
+    _check_factor,
+    _check_interpolation,
+    _is_static,
+    check_image,
+    fill_array,
+)
+from augpar.augment.basics import (
+    center_crop,
+    flip_left_right,
+    flip_up_down,
+    pad,
+    random_crop,
+    random_flip_left_right,
+    resize,
+)
 
 __all__ = [
     "adjust_brightness",
@@ -52,60 +71,6 @@ __all__ = [
     "translate_x",
     "translate_y",
 ]
-
-Image = UInt8[Array, "h w c"]
-Scalar = float | int | Float[Array, ""] | Int[Array, ""]
-
-INTERPOLATIONS = ("nearest", "bilinear")
-
-
-# --------------------------------------------------------------------------------------------
-# Validation helpers
-
-
-def _is_static(x) -> bool:
-    return isinstance(x, numbers.Number | np.number) or (isinstance(x, np.ndarray) and x.ndim == 0)
-
-
-def check_image(image, *, name: str = "image", channels: Sequence[int] | None = None) -> None:
-    """Raise ValueError unless ``image`` is a uint8 array of rank 3 (``[H, W, C]``)."""
-    shape = getattr(image, "shape", None)
-    dtype = getattr(image, "dtype", None)
-    if shape is None or dtype is None:
-        raise ValueError(f"{name} must be a uint8 array [H, W, C], got {type(image).__name__}")
-    if len(shape) != 3:
-        raise ValueError(f"{name} must have rank 3 [H, W, C], got shape {tuple(shape)}")
-    if dtype != jnp.uint8:
-        raise ValueError(f"{name} must have dtype uint8, got {dtype}")
-    if channels is not None and shape[-1] not in channels:
-        raise ValueError(
-            f"{name} must have {' or '.join(map(str, channels))} channels, got {shape}"
-        )
-
-
-def _check_factor(name: str, factor) -> None:
-    if _is_static(factor) and not float(factor) >= 0.0:
-        raise ValueError(f"{name} must be a non-negative number (allowed [0, inf)), got {factor}")
-
-
-def _check_interpolation(interpolation: str) -> None:
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
-
-
-def fill_array(fill, channels: int) -> jax.Array | None:
-    """Normalise ``fill`` (None, a number, or one number per channel) to float32 ``[C]``."""
-    if fill is None:
-        return None
-    values = np.asarray(fill, np.float64).reshape(-1)
-    if values.size == 1:
-        values = np.repeat(values, channels)
-    if values.size != channels:
-        raise ValueError(f"fill must be a number or {channels} numbers, got {fill!r}")
-    if np.any(values < 0) or np.any(values > 255):
-        raise ValueError(f"fill values must lie in [0, 255], got {fill!r}")
-    return jnp.asarray(values, jnp.float32)
-
 
 # --------------------------------------------------------------------------------------------
 # Lookup-table ops
@@ -424,130 +389,3 @@ def translate_y(
         interpolation=interpolation,
         fill=fill,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Crop, flip, resize (training-pipeline basics)
-
-
-def _size_pair(size, name: str = "size") -> tuple[int, int]:
-    pair = (size, size) if isinstance(size, numbers.Integral) else tuple(size)
-    if len(pair) != 2 or any(int(s) != s or s <= 0 for s in pair):
-        raise ValueError(f"{name} must be a positive int or a pair (height, width), got {size!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def flip_left_right(image: Image) -> Image:
-    """Mirror the width axis. Args: image ``[H, W, C]``."""
-    check_image(image)
-    return image[:, ::-1, :]
-
-
-def flip_up_down(image: Image) -> Image:
-    """Mirror the height axis. Args: image ``[H, W, C]``."""
-    check_image(image)
-    return image[::-1, :, :]
-
-
-def random_flip_left_right(key: jax.Array, image: Image, *, p: float = 0.5) -> Image:
-    """Mirror the width axis with probability ``p`` (one Bernoulli draw from ``key``)."""
-    check_image(image)
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must lie in [0, 1], got {p}")
-    flip = jax.random.bernoulli(key, p)
-    return jnp.where(flip, image[:, ::-1, :], image)
-
-
-def pad(image: Image, padding, *, fill: float = 0, mode: str = "constant") -> Image:
-    """Pad height and width (torchvision ``pad`` semantics for ``padding``).
-
-    Args:
-      image: uint8 ``[H, W, C]``.
-      padding: int (all sides), ``(lr, tb)`` or ``(left, top, right, bottom)``.
-      fill: constant in [0, 255] for mode "constant".
-      mode: "constant", "edge", "reflect" or "symmetric".
-    """
-    check_image(image)
-    if isinstance(padding, numbers.Integral):
-        padding = (padding,) * 4
-    padding = tuple(int(p) for p in padding)
-    if len(padding) == 2:
-        padding = (padding[0], padding[1], padding[0], padding[1])
-    if len(padding) != 4 or min(padding) < 0:
-        raise ValueError(f"padding must be 1, 2 or 4 non-negative ints, got {padding!r}")
-    left, top, right, bottom = padding
-    widths = ((top, bottom), (left, right), (0, 0))
-    if mode == "constant":
-        if not 0 <= fill <= 255:
-            raise ValueError(f"fill must lie in [0, 255], got {fill}")
-        return jnp.pad(image, widths, mode="constant", constant_values=np.uint8(fill))
-    if mode not in ("edge", "reflect", "symmetric"):
-        raise ValueError(f"mode must be constant/edge/reflect/symmetric, got {mode!r}")
-    return jnp.pad(image, widths, mode=mode)
-
-
-def random_crop(
-    key: jax.Array,
-    image: Image,
-    size: int | tuple[int, int],
-    *,
-    padding=None,
-    fill: float = 0,
-    padding_mode: str = "constant",
-) -> Image:
-    """torchvision ``RandomCrop``: optional padding, then a uniformly placed ``size`` crop.
-
-    Args:
-      key: PRNG key (one draw of the top-left corner).
-      image: uint8 ``[H, W, C]``.
-      size: output ``(height, width)`` or an int.
-      padding, fill, padding_mode: as in ``pad`` (CIFAR: ``padding=4``).
-
-    Returns:
-      uint8 ``[size_h, size_w, C]``.
-    """
-    check_image(image)
-    th, tw = _size_pair(size)
-    if padding is not None:
-        image = pad(image, padding, fill=fill, mode=padding_mode)
-    h, w, c = image.shape
-    if th > h or tw > w:
-        raise ValueError(f"crop size {(th, tw)} exceeds the (padded) image size {(h, w)}")
-    key_y, key_x = jax.random.split(key)
-    top = jax.random.randint(key_y, (), 0, h - th + 1)
-    left = jax.random.randint(key_x, (), 0, w - tw + 1)
-    return jax.lax.dynamic_slice(image, (top, left, 0), (th, tw, c))
-
-
-def center_crop(image: Image, size: int | tuple[int, int]) -> Image:
-    """torchvision ``center_crop`` (top = ``round((H - h) / 2)``, Python's half-to-even round).
-
-    Pads with zeros first when ``size`` exceeds the image, as torchvision does.
-    """
-    check_image(image)
-    th, tw = _size_pair(size)
-    h, w, _ = image.shape
-    if th > h or tw > w:
-        pad_lr = ((tw - w) // 2 if tw > w else 0, (tw - w + 1) // 2 if tw > w else 0)
-        pad_tb = ((th - h) // 2 if th > h else 0, (th - h + 1) // 2 if th > h else 0)
-        image = pad(image, (pad_lr[0], pad_tb[0], pad_lr[1], pad_tb[1]))
-        h, w, _ = image.shape
-    top = int(round((h - th) / 2.0))
-    left = int(round((w - tw) / 2.0))
-    return image[top : top + th, left : left + tw, :]
-
-
-def resize(image: Image, size: int | tuple[int, int], *, interpolation: str = "bilinear") -> Image:
-    """Resize to ``size`` with ``jax.image.resize`` (antialiased when downsampling).
-
-    Not bit-exact to torchvision: ``resize`` is outside the parity set; values round half to even.
-    Args: image uint8 ``[H, W, C]``; size ``(height, width)`` or an int (square);
-    interpolation "nearest", "bilinear" or "bicubic".
-    """
-    check_image(image)
-    th, tw = _size_pair(size)
-    if interpolation not in ("nearest", "bilinear", "bicubic"):
-        raise ValueError(f"interpolation must be nearest/bilinear/bicubic, got {interpolation!r}")
-    method = {"nearest": "nearest", "bilinear": "linear", "bicubic": "cubic"}[interpolation]
-    out = jax.image.resize(image.astype(jnp.float32), (th, tw, image.shape[-1]), method=method)
-    return jnp.clip(jnp.round(out), 0, 255).astype(jnp.uint8)
