@@ -1,7 +1,9 @@
 """pLSTM: parallelizable Linear Source Transition Mark networks, as pure JAX functions.
 
 Pöppel et al., 2025 (arXiv:2506.11997). Sequences (:func:`plstm_1d`), 2D grids
-(:func:`plstm_2d`, four orientations fused, ``method="dense" | "state_passing"``) and general
+(:func:`plstm_2d`, four orientations fused, ``method="dense" | "state_passing"``; for small
+token grids with scalar gates :func:`plstm_2d_masked`, the path-sum matrix as an attention
+mask) and general
 DAGs (:func:`plstm_dag`), each with a plain reference recurrence (``*_reference``) that is its
 test oracle; P-mode / D-mode gate builders; DAG structure helpers. NNX layers live in
 ``augpar.plstm.layers``.
@@ -25,6 +27,7 @@ from augpar.plstm.graph import (
     make_dag,
     prune_to_multitree,
 )
+from augpar.plstm.grid_gating import gating_matrix_2d, plstm_2d_masked
 from augpar.plstm.reference import plstm_1d_reference, plstm_2d_reference, plstm_dag_reference
 from augpar.plstm.scan1d import plstm_1d
 from augpar.plstm.scan2d import plstm_2d
@@ -34,6 +37,7 @@ __all__ = [
     "Gates2D",
     "GridLayout",
     "d_mode",
+    "gating_matrix_2d",
     "disjoint_union",
     "grid_dag",
     "grid_gates_to_dag",
@@ -44,6 +48,7 @@ __all__ = [
     "plstm_1d",
     "plstm_1d_reference",
     "plstm_2d",
+    "plstm_2d_masked",
     "plstm_2d_reference",
     "plstm_dag",
     "plstm_dag_reference",
