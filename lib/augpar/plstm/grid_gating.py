@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from augpar.plstm.gates import Gates2D
+from augpar.plstm.scan2d import _flip
 
 __all__ = ["gating_matrix_2d", "plstm_2d_masked"]
 
@@ -104,14 +105,6 @@ def gating_matrix_2d(
     return jnp.moveaxis(g, 0, 1).reshape(batch + (X, Y, X, Y))
 
 
-def _flip_grid(a: jax.Array, o: int, axes: tuple[int, int]) -> jax.Array:
-    if o & 1:
-        a = jnp.flip(a, axes[0])
-    if o & 2:
-        a = jnp.flip(a, axes[1])
-    return a
-
-
 def plstm_2d_masked(
     q: Float[Array, "*b X Y DK JQ"],
     k: Float[Array, "*b X Y DK JK"],
@@ -172,16 +165,14 @@ def plstm_2d_masked(
         if a is None:
             return None
         return jnp.stack(
-            [_flip_grid(jnp.take(a, i, axis=o_axis), o, (nb, nb + 1))
+            [_flip(jnp.take(a, i, axis=o_axis), o, nb)
              for i, o in enumerate(orientations)], nb,
         )  # fmt: skip
 
     G_frames = gating_matrix_2d(*(frame(sg[n]) for n in trailing))  # [..., O, X, Y, X, Y]
     # Back to original coordinates: flip target and source grid axes alike, sum orientations.
     G = sum(
-        _flip_grid(
-            _flip_grid(jnp.take(G_frames, i, axis=o_axis), o, (nb, nb + 1)), o, (nb + 2, nb + 3)
-        )
+        _flip(_flip(jnp.take(G_frames, i, axis=o_axis), o, nb), o, nb + 2)
         for i, o in enumerate(orientations)
     )
     N = X * Y
