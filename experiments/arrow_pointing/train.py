@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 
 from augpar.data import arrow_pointing
@@ -22,10 +21,10 @@ from augpar.data.tfds_source import image_classification_dataset
 from augpar.models import PLSTMVisionModel, ViT
 from augpar.parallel import make_mesh
 from augpar.train import (
+    adamw_cosine,
     classification_eval,
     classification_loss,
     train,
-    weight_decay_mask,
 )
 from experiments.configs_common import loop_config
 
@@ -89,16 +88,10 @@ SPLIT_TITLES = {
 
 def make_optimizer(config: ml_collections.ConfigDict, num_steps: int):
     o = config.optim
-    warmup = max(1, int(o.warmup_fraction * num_steps))
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, o.lr, warmup, max(num_steps, warmup + 1), end_value=o.lr * o.final_lr_fraction
-    )
-    return optax.chain(
-        optax.clip_by_global_norm(o.clip),
-        optax.adamw(
-            schedule, b1=0.9, b2=0.999, weight_decay=o.weight_decay, mask=weight_decay_mask
-        ),
-    )
+    return adamw_cosine(
+        o.lr, num_steps, warmup_fraction=o.warmup_fraction,
+        final_lr_fraction=o.final_lr_fraction, weight_decay=o.weight_decay, clip=o.clip,
+    )  # fmt: skip
 
 
 def num_train_steps(config: ml_collections.ConfigDict) -> int:

@@ -24,11 +24,11 @@ from augpar.models import MessagePassingGNN, PLSTMGraphModel
 from augpar.parallel import make_mesh
 from augpar.plstm.graph import DAG, make_dag
 from augpar.train import (
+    adamw_cosine,
     classification_eval,
     classification_loss,
     read_metrics,
     train,
-    weight_decay_mask,
 )
 from experiments.configs_common import loop_config
 
@@ -124,15 +124,11 @@ MODEL_BUILDERS: dict[str, Callable[[ml_collections.ConfigDict, nnx.Rngs], nnx.Mo
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    o, n = config.optim, config.num_steps
-    warmup = max(1, int(o.warmup_fraction * n))
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, o.lr, warmup, max(n, warmup + 1), end_value=o.lr * o.final_lr_fraction
-    )
-    return optax.chain(
-        optax.clip_by_global_norm(o.clip),
-        optax.adamw(schedule, weight_decay=o.weight_decay, mask=weight_decay_mask),
-    )
+    o = config.optim
+    return adamw_cosine(
+        o.lr, config.num_steps, warmup_fraction=o.warmup_fraction,
+        final_lr_fraction=o.final_lr_fraction, weight_decay=o.weight_decay, clip=o.clip,
+    )  # fmt: skip
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from augpar.train.checkpoint import Checkpointer
 from augpar.train.loop import LoopConfig, NonFiniteLossError, TrainResult, evaluate, train
 from augpar.train.metrics import MetricsWriter, plot_curves, read_metrics, write_config
+from augpar.train.optim import adamw_cosine
 from augpar.train.state import TrainState, create_train_state, merge_model, weight_decay_mask
 from augpar.train.step import (
     classification_eval,
@@ -12,6 +13,7 @@ from augpar.train.step import (
 )
 
 __all__ = [
+    "adamw_cosine",
     "Checkpointer",
     "LoopConfig",
     "MetricsWriter",
