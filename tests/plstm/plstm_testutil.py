@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,6 +62,34 @@ def flip_grid(a, o, ax):
     if o & 2:
         a = jnp.flip(a, ax + 1)
     return a
+
+
+def fused_reference_2d(q, k, v, g, D, orientations=(0, 1, 2, 3), il=None, it=None):
+    """Sum over ``orientations`` of the node recurrence on the flipped grid (D counted once),
+    gates ``[B, O, X, Y, ...]``; with initial border states ``il [B, O, Y, ...]`` /
+    ``it [B, O, X, ...]`` also each orientation's outgoing borders in original coordinates.
+
+    Returns ``h`` (and ``(right [B, O, Y, ...], bottom [B, O, X, ...])`` when ``il`` is given).
+    """
+    from augpar.plstm import plstm_2d_reference  # test oracle
+
+    total, rights, bottoms = 0.0, [], []
+    for i, o in enumerate(orientations):
+        go = Gates2D(*(flip_grid(None if a is None else a[:, i], o, 1) for a in g))
+        fl = functools.partial(flip_grid, o=o, ax=1)
+        kw = {}
+        if il is not None:
+            kw["initial_left"] = jnp.flip(il[:, i], 1) if o & 2 else il[:, i]
+            kw["initial_top"] = jnp.flip(it[:, i], 1) if o & 1 else it[:, i]
+        h, (r, b) = plstm_2d_reference(
+            fl(q), fl(k), fl(v), go, fl(D) if i == 0 else None, return_state=True, **kw
+        )
+        total = total + fl(h)
+        rights.append(jnp.flip(r, 1) if o & 2 else r)
+        bottoms.append(jnp.flip(b, 1) if o & 1 else b)
+    if il is None:
+        return total
+    return total, (jnp.stack(rights, 1), jnp.stack(bottoms, 1))
 
 
 def assert_close(actual, desired, rtol, what=""):

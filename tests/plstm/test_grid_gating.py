@@ -1,14 +1,11 @@
 """plstm_2d_masked (path-sum G by dynamic programming + masked attention) against the node
 recurrence plstm_2d_reference: values and gradients, every transition pattern, odd sizes."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from augpar.plstm import Gates2D, plstm_2d_reference
 from augpar.plstm.gates import p_mode
 from augpar.plstm.grid_gating import gating_matrix_2d, plstm_2d_masked
 from tests.plstm.plstm_testutil import (
@@ -17,22 +14,11 @@ from tests.plstm.plstm_testutil import (
     Keys,
     assert_close,
     assert_tree_close,
-    flip_grid,
+    fused_reference_2d,
     gates_2d,
     nodes,
     with_pattern,
 )
-
-
-def _fused_reference(q, k, v, g, D, orientations):
-    """Sum over orientations of the node recurrence on the flipped grid (D counted once)."""
-    total = 0.0
-    for i, o in enumerate(orientations):
-        go = Gates2D(*(flip_grid(None if a is None else a[:, i], o, 1) for a in g))
-        fl = functools.partial(flip_grid, o=o, ax=1)
-        h = plstm_2d_reference(fl(q), fl(k), fl(v), go, fl(D) if i == 0 else None)
-        total = total + fl(h)
-    return total
 
 
 @pytest.mark.parametrize(
@@ -46,7 +32,7 @@ def test_masked_equals_reference_float64(pattern, shape):
         q, k, v, D = nodes(keys, (2,), (X, Y), 3, 2, J_ONE, jnp.float64)
         g = with_pattern(gates_2d(keys, (2, 4), X, Y, J_ONE, jnp.float64), pattern)
         h = jax.jit(plstm_2d_masked)(q, k, v, g, D)
-        assert_close(h, _fused_reference(q, k, v, g, D, (0, 1, 2, 3)), 1e-10, pattern)
+        assert_close(h, fused_reference_2d(q, k, v, g, D, (0, 1, 2, 3)), 1e-10, pattern)
 
 
 def test_masked_orientation_subset_and_no_direct_term():
@@ -55,7 +41,7 @@ def test_masked_orientation_subset_and_no_direct_term():
         q, k, v, _ = nodes(keys, (3,), (5, 3), 2, 4, J_ONE, jnp.float64)
         g = gates_2d(keys, (3, 2), 5, 3, J_ONE, jnp.float64)
         h = plstm_2d_masked(q, k, v, g, None, orientations=(3, 1), scale=0.7)
-        ref = _fused_reference(q, k, v, g, None, (3, 1))
+        ref = fused_reference_2d(q, k, v, g, None, (3, 1))
         assert_close(h, 0.7 * ref * np.sqrt(2), 1e-10)
 
 
@@ -70,7 +56,7 @@ def test_masked_float32_values_and_gradients(pattern):
     args = (q, k, v, g, D)
 
     def loss_ref(a):
-        return jnp.sum(w * _fused_reference(*a, (0, 1, 2, 3)))
+        return jnp.sum(w * fused_reference_2d(*a, (0, 1, 2, 3)))
 
     def loss(a):
         return jnp.sum(w * plstm_2d_masked(*a))

@@ -15,6 +15,7 @@ from tests.plstm.plstm_testutil import (
     assert_close,
     assert_tree_close,
     flip_grid,
+    fused_reference_2d,
     gates_2d,
     nodes,
     normal,
@@ -82,17 +83,6 @@ def test_none_turn_equals_zero_turn():
         assert not np.allclose(np.asarray(h_none), np.asarray(f(q, k, v, g, D)))
 
 
-def _fused_reference(q, k, v, g4, D):
-    """Sum over the four orientations of the node recurrence on the flipped grid, D once."""
-    total = 0.0
-    for o in range(4):
-        go = Gates2D(*(flip_grid(None if a is None else a[:, o], o, 1) for a in g4))
-        fl = functools.partial(flip_grid, o=o, ax=1)
-        h = plstm_2d_reference(fl(q), fl(k), fl(v), go, fl(D) if o == 0 else None)
-        total = total + fl(h)
-    return total
-
-
 @pytest.mark.parametrize("method,chunk", [("dense", 1), ("state_passing", 2)])
 def test_fused_four_directions_equal_sum_of_flipped_float64(method, chunk):
     with jax.enable_x64(True):
@@ -100,7 +90,7 @@ def test_fused_four_directions_equal_sum_of_flipped_float64(method, chunk):
         B, X, Y = 2, 3, 5
         q, k, v, D = nodes(keys, (B,), (X, Y), 3, 2, J_BIG, jnp.float64)
         g4 = gates_2d(keys, (B, 4), X, Y, J_BIG, jnp.float64)
-        ref = _fused_reference(q, k, v, g4, D)
+        ref = fused_reference_2d(q, k, v, g4, D)
         f = functools.partial(plstm_2d, method=method, chunk_size=chunk)
         assert_close(jax.jit(f)(q, k, v, g4, D), ref, 1e-10, method)
 

@@ -7,38 +7,18 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from augpar.plstm import Gates2D, plstm_2d, plstm_2d_reference
+from augpar.plstm import plstm_2d
 from tests.plstm.plstm_testutil import (
     J_ONE,
     Keys,
     assert_close,
     assert_tree_close,
-    flip_grid,
+    fused_reference_2d,
     gates_2d,
     nodes,
     normal,
     with_pattern,
 )
-
-
-def _fused_reference(q, k, v, g4, D, il=None, it=None):
-    """Sum over the four orientations of the node recurrence on the flipped grid (D once),
-    and each orientation's outgoing borders, in original coordinates."""
-    total, rights, bottoms = 0.0, [], []
-    for o in range(4):
-        go = Gates2D(*(flip_grid(None if a is None else a[:, o], o, 1) for a in g4))
-        fl = functools.partial(flip_grid, o=o, ax=1)
-        kw = {}
-        if il is not None:
-            kw["initial_left"] = jnp.flip(il[:, o], 1) if o & 2 else il[:, o]
-            kw["initial_top"] = jnp.flip(it[:, o], 1) if o & 1 else it[:, o]
-        h, (r, b) = plstm_2d_reference(
-            fl(q), fl(k), fl(v), go, fl(D) if o == 0 else None, return_state=True, **kw
-        )
-        total = total + fl(h)
-        rights.append(jnp.flip(r, 1) if o & 2 else r)
-        bottoms.append(jnp.flip(b, 1) if o & 1 else b)
-    return total, (jnp.stack(rights, 1), jnp.stack(bottoms, 1))
 
 
 @pytest.mark.parametrize("pattern", ["P", "L", "R"])
@@ -52,7 +32,7 @@ def test_fused_every_chunk_float64_with_borders(pattern):
         g4 = with_pattern(gates_2d(keys, (B, 4), X, Y, J_ONE, jnp.float64), pattern)
         il = normal(keys, (B, 4, Y, dk, dv, 1), jnp.float64)
         it = normal(keys, (B, 4, X, dk, dv, 1), jnp.float64)
-        h_ref, (r_ref, b_ref) = _fused_reference(q, k, v, g4, D, il, it)
+        h_ref, (r_ref, b_ref) = fused_reference_2d(q, k, v, g4, D, il=il, it=it)
         for chunk in (1, 2, 4, 8):
             f = functools.partial(plstm_2d, chunk_size=chunk, return_state=True)
             h, (r, b) = jax.jit(f)(q, k, v, g4, D, initial_left=il, initial_top=it)
@@ -78,7 +58,8 @@ def test_fused_float32_values_and_gradients(pattern):
     args = (q, k, v, g4, D, il, it)
 
     def loss_ref(a):
-        h, (r, _) = _fused_reference(*a)
+        q, k, v, g, D, il, it = a
+        h, (r, _) = fused_reference_2d(q, k, v, g, D, il=il, it=it)
         return jnp.sum(w * h) + jnp.sum(wr * r)
 
     def loss(a):
