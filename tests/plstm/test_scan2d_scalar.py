@@ -91,3 +91,33 @@ def test_scalar_path_equals_general_path():
         h2 = f(q, k, v, g4._replace(M_l=pad_jo(g4.M_l), M_u=pad_jo(g4.M_u)), None)
         assert_close(h2[..., :1], h1, 1e-10, "general vs scalar")
         assert float(jnp.abs(h2[..., 1:]).max()) == 0.0
+
+
+def test_border_write_read_vjps_match_autodiff():
+    """The hand-written backward passes of the border write / read (wavefront2d) equal JAX's
+    autodiff of the plain contractions, float64 to 1e-12, with two leading batch axes."""
+    from augpar.plstm.wavefront2d import _read, _write
+
+    with jax.enable_x64(True):
+        keys = Keys(23)
+        lead, R, N, dk, dv = (2, 3), 5, 6, 4, 3
+        s = normal(keys, lead + (R, N), jnp.float64)
+        k = normal(keys, lead + (N, dk), jnp.float64)
+        v = normal(keys, lead + (N, dv), jnp.float64)
+        m = normal(keys, lead + (N, R), jnp.float64)
+        st = normal(keys, lead + (R, dk * dv), jnp.float64)
+        gw = normal(keys, lead + (R, dk * dv), jnp.float64)
+        gr = normal(keys, lead + (N, dv), jnp.float64)
+
+        def write_ref(s, k, v):
+            return jnp.einsum("...rn,...nd,...nv->...rdv", s, k, v).reshape(lead + (R, -1))
+
+        def read_ref(m, q, st):
+            return jnp.einsum("...nr,...nd,...rdv->...nv", m, q, st.reshape(lead + (R, dk, dv)))
+
+        for fast, ref, args, g in ((_write, write_ref, (s, k, v), gw),
+                                   (_read, read_ref, (m, k, st), gr)):  # fmt: skip
+            assert_close(fast(*args), ref(*args), 1e-12, fast.__name__)
+            grads = jax.grad(lambda *a: jnp.sum(g * fast(*a)), argnums=(0, 1, 2))(*args)
+            grads_ref = jax.grad(lambda *a: jnp.sum(g * ref(*a)), argnums=(0, 1, 2))(*args)
+            assert_tree_close(grads, grads_ref, 1e-12, fast.__name__ + " grads")

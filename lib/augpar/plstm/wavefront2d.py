@@ -57,23 +57,88 @@ def _leaf(gates: Gates2D, cx: int, cy: int):
     return transfer, source, mark, c.g.reshape(sh + (N, N))
 
 
+def _flat_batch(*arrays):
+    """Flattens the leading batch axes (all but the last two) of each array into one."""
+    return tuple(a.reshape((-1,) + a.shape[-2:]) for a in arrays)
+
+
+@jax.custom_vjp
 def _write(s, k, v):
     """Border states written by a chunk's nodes: ``s [.., R, N]``, k ``[.., N, DK]``,
-    v ``[.., N, DV]`` -> ``[.., R, DK * DV]`` (``s * k`` first, then one matmul over the
-    nodes; measured faster on CPU than materialising per-node ``k v^T``)."""
-    sk = s[..., :, :, None] * k[..., None, :, :]  # [.., R, N, DK]
-    out = jnp.einsum("...rnd,...nv->...rdv", sk, v)
-    return out.reshape(out.shape[:-2] + (-1,))
+    v ``[.., N, DV]`` -> ``[.., R, DK * DV]`` with ``out[r] = sum_n s[r, n] k_n v_n^T``.
+
+    Forward: ``s * k`` first, then one matmul over the nodes (measured faster on CPU than
+    materialising per-node ``k v^T``). The backward is written by hand (see
+    :func:`_write_bwd`): XLA's transposes of the forward contract over a middle axis and ran
+    3x slower than the forward on CPU.
+    """
+    return _write_fwd(s, k, v)[0]
 
 
-def _read(m, q, st, dv):
+def _write_fwd(s, k, v):
+    batch, (R, N), dk, dv = s.shape[:-2], s.shape[-2:], k.shape[-1], v.shape[-1]
+    s_, k_, v_ = _flat_batch(s, k, v)
+    out = jnp.einsum("brnd,bnv->brdv", s_[..., None] * k_[:, None], v_)
+    return out.reshape(batch + (R, dk * dv)), (s, k, v)
+
+
+def _write_bwd(res, g):
+    """``g [.., R, DK * DV]``: ``dv_n = sum_r s[r, n] k_n^T g_r``, ``ds[r, n] = k_n^T g_r
+    v_n``, ``dk_n = sum_r s[r, n] g_r v_n`` (matmuls with the node axis outermost)."""
+    s, k, v = res
+    s_, k_, v_ = _flat_batch(s, k, v)
+    b, R, N = s_.shape
+    dk, dv = k_.shape[-1], v_.shape[-1]
+    g = g.reshape(b, R, dk, dv)
+    sT = jnp.swapaxes(s_, 1, 2)  # [b, N, R]
+    gk = jnp.einsum("bnd,brdv->bnrv", k_, g)  # k_n^T g_r
+    d_v = jnp.einsum("bnrv,bnr->bnv", gk, sT)
+    gv = jnp.einsum("bnv,bkv->bnk", v_, g.reshape(b, R * dk, dv)).reshape(b, N, R, dk)
+    d_s = jnp.swapaxes(jnp.sum(gv * k_[:, :, None], -1), 1, 2)
+    d_k = jnp.einsum("bnrd,bnr->bnd", gv, sT)
+    return d_s.reshape(s.shape), d_k.reshape(k.shape), d_v.reshape(v.shape)
+
+
+_write.defvjp(_write_fwd, _write_bwd)
+
+
+@jax.custom_vjp
+def _read(m, q, st):
     """Node outputs from border states: ``m [.., N, R]``, q ``[.., N, DK]``, states
-    ``[.., R, DK * DV]`` -> ``[.., N, DV]`` (``m * q`` first, then one matmul over
-    (border, DK))."""
-    qm = m[..., :, :, None] * q[..., :, None, :]  # [.., N, R, DK]
-    qm = qm.reshape(qm.shape[:-2] + (-1,))
-    st = st.reshape(st.shape[:-2] + (-1, dv))  # [.., R * DK, DV]
-    return jnp.einsum("...nk,...kv->...nv", qm, st)
+    ``[.., R, DK * DV]`` -> ``[.., N, DV]`` with ``h_n = sum_r m[n, r] q_n^T st_r``.
+
+    Forward: ``m * q`` first, then one matmul over (border, DK); hand-written backward as in
+    :func:`_write`.
+    """
+    return _read_fwd(m, q, st)[0]
+
+
+def _read_fwd(m, q, st):
+    batch, (N, R), dk = m.shape[:-2], m.shape[-2:], q.shape[-1]
+    m_, q_, st_ = _flat_batch(m, q, st)
+    dv = st_.shape[-1] // dk
+    qm = (m_[..., None] * q_[:, :, None]).reshape(-1, N, R * dk)
+    h = jnp.einsum("bnk,bkv->bnv", qm, st_.reshape(-1, R * dk, dv))
+    return h.reshape(batch + (N, dv)), (m, q, st)
+
+
+def _read_bwd(res, g):
+    """``g [.., N, DV]``: ``dst_r = sum_n m[n, r] q_n g_n^T`` (the forward of
+    :func:`_write`), ``dm[n, r] = q_n^T st_r g_n``, ``dq_n = sum_r m[n, r] st_r g_n``."""
+    m, q, st = res
+    m_, q_, st_ = _flat_batch(m, q, st)
+    b, N, R = m_.shape
+    dk = q_.shape[-1]
+    dv = st_.shape[-1] // dk
+    g_ = g.reshape(b, N, dv)
+    d_st = jnp.einsum("brnd,bnv->brdv", jnp.swapaxes(m_, 1, 2)[..., None] * q_[:, None], g_)
+    gq = jnp.einsum("bnv,bkv->bnk", g_, st_.reshape(b, R * dk, dv)).reshape(b, N, R, dk)
+    d_m = jnp.sum(gq * q_[:, :, None], -1)
+    d_q = jnp.einsum("bnrd,bnr->bnd", gq, m_)
+    return d_m.reshape(m.shape), d_q.reshape(q.shape), d_st.reshape(st.shape)
+
+
+_read.defvjp(_read_fwd, _read_bwd)
 
 
 def one_orientation(gates: Gates2D, q, k, v, init_r, init_d, *, cx: int, cy: int):
@@ -99,7 +164,6 @@ def one_orientation(gates: Gates2D, q, k, v, init_r, init_d, *, cx: int, cy: int
     init_r_t = jnp.moveaxis(jnp.pad(init_r, [(0, 0), (0, NX - 1), (0, 0), (0, 0)]), 1, 0)
     x_idx = jnp.arange(NX)
 
-    @jax.checkpoint
     def step(out, x):
         # out [B, NX, R, F]: states leaving the previous anti-diagonal's chunks (per chunk
         # row x): their axis-0 border enters chunk row x + 1, their axis-1 border row x.
@@ -109,7 +173,7 @@ def one_orientation(gates: Gates2D, q, k, v, init_r, init_d, *, cx: int, cy: int
         up = out[:, :, cy:] + first_col * init_d
         inc = jnp.concatenate([left, up], axis=2)  # [B, NX, R, F] entering this diagonal
         new = tr @ inc + _write(src, ks, vs)
-        h = _read(mk, qs, inc, dv)
+        h = _read(mk, qs, inc)
         xb = jnp.clip(t - (NY - 1), 0, NX - 1)
         bottom = jax.lax.dynamic_index_in_dim(new[:, :, cy:], xb, axis=1, keepdims=False)
         return new, (h, new[:, NX - 1, :cy], bottom)
