@@ -9,10 +9,11 @@ Per orientation (a ``lax.map`` over the orientations, each under ``jax.checkpoin
 * leaf-chunk operators (``cx x cy`` chunks, built by the pairwise merges of scan2d) and the
   chunk-internal output ``(q k^T * G) v`` for all chunks at once;
 * a ``lax.scan`` over chunk anti-diagonals whose carry is only the border states between
-  chunks (``dk x dv`` per border edge). Its body, under ``jax.checkpoint``, writes each chunk's
-  outgoing border states (``border transfer @ incoming + sum_n S[j, n] k_n v_n^T``) and reads
-  the incoming ones into the chunk's outputs (``sum_j M[n, j] q_n . state_j``), so the backward
-  pass saves only the carried border states of each step and recomputes the rest.
+  chunks (``dk x dv`` per border edge). Its body writes each chunk's outgoing border states
+  (``border transfer @ incoming + sum_n S[j, n] k_n v_n^T``) and reads the incoming ones into
+  the chunk's outputs (``sum_j M[n, j] q_n . state_j``). The write and the read have
+  hand-written backward passes whose only residuals are their inputs, so the backward pass of
+  the scan saves only the border states of each step and recomputes nothing.
 
 Nothing of size (nodes x dk x dv) is ever stored, and only one orientation's border states are
 live at a time.
