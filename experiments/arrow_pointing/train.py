@@ -33,9 +33,18 @@ log = logging.getLogger(__name__)
 # Per-channel statistics are irrelevant for these black-on-white images: map [0, 255] to [-1, 1].
 
 
-def normalize(images: jax.Array) -> jax.Array:
-    """uint8 ``[b, h, w, c]`` -> float32 in [-1, 1]."""
-    return images.astype(jnp.float32) / 127.5 - 1.0
+SCALINGS = ("symmetric", "ink")
+
+
+def normalize(images: jax.Array, scaling: str = "symmetric") -> jax.Array:
+    """uint8 ``[b, h, w, c]`` -> float32. ``"symmetric"``: [-1, 1] (white background +1);
+    ``"ink"``: ``1 - x / 255``, background 0 and strokes / disc 1 (the learnability CNN of
+    ``experiments.arrow_pointing.learnability`` leaves the ln 2 plateau only with this one)."""
+    if scaling == "symmetric":
+        return images.astype(jnp.float32) / 127.5 - 1.0
+    if scaling == "ink":
+        return 1.0 - images.astype(jnp.float32) / 255.0
+    raise ValueError(f"input scaling {scaling!r}; allowed: {SCALINGS}")
 
 
 def build_vit(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
@@ -169,6 +178,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             arrays, batch_size=config.eval_batch_size, process_index=pid, process_count=pcount
         )
 
+    scaling = config.data.get("scaling", "symmetric")
+    normalize(jnp.zeros((1, 1, 1, 1), jnp.uint8), scaling)  # unknown scaling: fail before training
     results, timings = {}, {}
     for name in models:
         # Built by one jitted function: eager initialisation compiles every op separately.
@@ -178,8 +189,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             workdir=os.path.join(workdir, name),
             model=model,
             tx=make_optimizer(config, num_steps),
-            loss_fn=classification_loss(lambda m, b, rng: m(normalize(b["image"]))),
-            eval_fn=classification_eval(lambda m, b: m(normalize(b["image"]))),
+            loss_fn=classification_loss(lambda m, b, rng: m(normalize(b["image"], scaling))),
+            eval_fn=classification_eval(lambda m, b: m(normalize(b["image"], scaling))),
             train_batch_fn=train_batch,
             global_batch_size=config.batch_size,
             eval_sets={s: eval_batches(a) for s, a in eval_sets.items()},
@@ -224,7 +235,7 @@ def plot_summary(workdir: str, results: dict, config: ml_collections.ConfigDict)
     # A bare Figure: no pyplot state, no global backend switch (notebooks keep theirs).
     from matplotlib.figure import Figure
 
-    from augpar.train import read_metrics
+    from augpar.train import plot_runs, save_figure
 
     splits = list(config.data.eval_splits)
     fig = Figure(figsize=(10, 3.6))
@@ -235,19 +246,11 @@ def plot_summary(workdir: str, results: dict, config: ml_collections.ConfigDict)
         vals = [100 * accs[s] for s in splits]
         bars = ax_bar.bar(x + i * width, vals, width, label=model)
         ax_bar.bar_label(bars, fmt="%.1f", fontsize=8)
-        recs = [r for r in read_metrics(os.path.join(workdir, model)) if "train/loss" in r]
-        ax_loss.plot([r["step"] for r in recs], [r["train/loss"] for r in recs], label=model)
     ax_bar.axhline(50, color="gray", ls="--", lw=1, label="chance")
     ax_bar.set_xticks(x + width * (len(results) - 1) / 2, [SPLIT_TITLES.get(s, s) for s in splits])
     ax_bar.set_ylabel("accuracy (%)")
     ax_bar.set_ylim(0, 100)
     ax_bar.legend(fontsize=8)
     ax_bar.set_title(f"arrow pointing, train {config.data.resolution} px")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("train loss")
-    ax_loss.legend(fontsize=8)
-    ax_loss.grid(alpha=0.3)
-    fig.tight_layout()
-    path = os.path.join(workdir, "summary.png")
-    fig.savefig(path, dpi=110)
-    return path
+    plot_runs(ax_loss, workdir, results, "train/loss", ylabel="train loss")
+    return save_figure(fig, workdir)

@@ -33,7 +33,9 @@ from augpar.train import (
     Checkpointer,
     create_train_state,
     make_eval_step,
+    plot_runs,
     read_metrics,
+    save_figure,
     train,
     weight_decay_mask,
 )
@@ -479,20 +481,6 @@ def plot_summary(workdir: str, results: dict[str, dict]) -> str:
     for ax in (ax_acc, ax_time):
         ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
-    for n in names:
-        recs = [r for r in read_metrics(os.path.join(workdir, n)) if "eval/test/accuracy" in r]
-        ax_curve.plot(
-            [r["step"] for r in recs],
-            [100 * r["eval/test/accuracy"] for r in recs],
-            marker="o",
-            markersize=3,
-            label=n,
-        )
-    ax_curve.set_xlabel("step")
-    ax_curve.set_ylabel("test accuracy (%)")
-    ax_curve.grid(alpha=0.3)
-    ax_curve.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(workdir, "summary.png")
-    fig.savefig(path, dpi=110)
-    return path
+    plot_runs(ax_curve, workdir, names, "eval/test/accuracy", scale=100.0,
+              ylabel="test accuracy (%)", marker="o", markersize=3)  # fmt: skip
+    return save_figure(fig, workdir)

@@ -27,7 +27,8 @@ from augpar.train import (
     adamw_cosine,
     classification_eval,
     classification_loss,
-    read_metrics,
+    plot_runs,
+    save_figure,
     train,
 )
 from experiments.configs_common import loop_config
@@ -230,14 +231,5 @@ def plot_summary(workdir: str, results: dict[str, float], hops: int) -> str:
     ax_bar.set_ylabel("eval accuracy (%)")
     ax_bar.set_title(f"label {hops} hops upstream of the readout")
     ax_bar.legend(fontsize=8)
-    for name in names:
-        recs = [r for r in read_metrics(os.path.join(workdir, name)) if "train/loss" in r]
-        ax_loss.plot([r["step"] for r in recs], [r["train/loss"] for r in recs], label=name)
-    ax_loss.set_xlabel("step")
-    ax_loss.set_ylabel("train loss")
-    ax_loss.grid(alpha=0.3)
-    ax_loss.legend(fontsize=8)
-    fig.tight_layout()
-    path = os.path.join(workdir, "summary.png")
-    fig.savefig(path, dpi=110)
-    return path
+    plot_runs(ax_loss, workdir, names, "train/loss", ylabel="train loss")
+    return save_figure(fig, workdir)

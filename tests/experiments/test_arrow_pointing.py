@@ -124,3 +124,18 @@ def test_cpu_config_trains_vit_and_plstm():
     config = default.get_config("cpu")
     models = [m.strip() for m in config.models.split(",")]
     assert models == ["vit", "plstm"] and all(m in ap_train.MODEL_BUILDERS for m in models)
+
+
+def test_input_scalings_and_unknown_scaling(tmp_path):
+    """symmetric: white background -> +1, black -> -1; ink: background 0, strokes 1. An unknown
+    scaling stops train_and_evaluate before any training (no model directory written)."""
+    import jax.numpy as jnp
+
+    px = jnp.asarray([[[[255, 0, 51]]]], jnp.uint8)
+    np.testing.assert_allclose(ap_train.normalize(px), [[[[1.0, -1.0, 51 / 127.5 - 1]]]], rtol=1e-6)
+    np.testing.assert_allclose(ap_train.normalize(px, "ink"), [[[[0.0, 1.0, 0.8]]]], rtol=1e-6)
+    config = default.get_config("smoke,data.scaling=negative")
+    allowed = r"input scaling 'negative'; allowed: \('symmetric', 'ink'\)"
+    with pytest.raises(ValueError, match=allowed):
+        ap_train.train_and_evaluate(config, str(tmp_path))
+    assert not os.path.exists(tmp_path / "vit")

@@ -39,6 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.train_seed = 43
     c.data.eval_splits = ("val", "val_ext")
     c.data.lazy_train = False  # True: render training images on demand (grain) instead of in RAM
+    c.data.scaling = "symmetric"  # model input: symmetric ([-1, 1]) | ink (background 0, strokes 1)
 
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, pipe=1))
 

@@ -2,7 +2,14 @@
 
 from augpar.train.checkpoint import Checkpointer
 from augpar.train.loop import LoopConfig, NonFiniteLossError, TrainResult, evaluate, train
-from augpar.train.metrics import MetricsWriter, plot_curves, read_metrics, write_config
+from augpar.train.metrics import (
+    MetricsWriter,
+    plot_curves,
+    plot_runs,
+    read_metrics,
+    save_figure,
+    write_config,
+)
 from augpar.train.optim import adamw_cosine
 from augpar.train.state import TrainState, create_train_state, merge_model, weight_decay_mask
 from augpar.train.step import (
@@ -28,7 +35,9 @@ __all__ = [
     "make_train_step",
     "merge_model",
     "plot_curves",
+    "plot_runs",
     "read_metrics",
+    "save_figure",
     "train",
     "weight_decay_mask",
     "write_config",

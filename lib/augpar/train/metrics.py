@@ -124,3 +124,26 @@ def plot_curves(workdir: str, *, filename: str = "curves.png", title: str | None
     path = os.path.join(workdir, filename)
     fig.savefig(path, dpi=110)
     return path
+
+
+def plot_runs(ax, workdir: str, runs, key: str, *, scale: float = 1.0, ylabel: str | None = None,
+              **plot_kw) -> None:  # fmt: skip
+    """Draws the logged scalar ``key`` of each run in ``runs`` (``<workdir>/<run>/metrics.jsonl``)
+    against step on the matplotlib axes ``ax``, one labelled line per run, times ``scale``
+    (e.g. 100 for percent). Steps where the run did not log ``key`` are skipped."""
+    for run in runs:
+        recs = [r for r in read_metrics(os.path.join(workdir, run)) if key in r]
+        ax.plot([r["step"] for r in recs], [scale * r[key] for r in recs], label=run, **plot_kw)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel or key)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def save_figure(fig, workdir: str, filename: str = "summary.png") -> str:
+    """``fig.tight_layout()``, then saves it as ``<workdir>/<filename>`` (110 dpi); returns the
+    path."""
+    fig.tight_layout()
+    path = os.path.join(workdir, filename)
+    fig.savefig(path, dpi=110)
+    return path
