@@ -77,7 +77,7 @@ def _write(s, k, v):
 
 
 def _write_fwd(s, k, v):
-    batch, (R, N), dk, dv = s.shape[:-2], s.shape[-2:], k.shape[-1], v.shape[-1]
+    batch, R, dk, dv = s.shape[:-2], s.shape[-2], k.shape[-1], v.shape[-1]
     s_, k_, v_ = _flat_batch(s, k, v)
     out = jnp.einsum("brnd,bnv->brdv", s_[..., None] * k_[:, None], v_)
     return out.reshape(batch + (R, dk * dv)), (s, k, v)
