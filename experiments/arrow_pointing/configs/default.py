@@ -77,7 +77,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.plstm.mlp_ratio = 2.0
     c.plstm.mlp_multiple = 16
     c.plstm.pooling = "corners"
-    c.plstm.method = "masked"  # 8x8 / 16x16 token grids: path-sum G + masked attention is cheapest
+    c.plstm.method = "masked"  # 8x8 training grid: path-sum G + masked attention is cheapest
     c.plstm.chunk_size = 8
 
     if variant == "gpu":

@@ -19,8 +19,10 @@ with a ``lax.scan`` over rows and, inside a row, an associative scan over column
 chain ``A_d[i, j] = T_du A_d[i, j-1] + ...`` is a first-order linear recurrence). Everything is
 elementwise on ``[batch, Y, N]`` tensors, so unlike the hierarchical cell merges there are no
 tiny batched matrix products, which XLA runs slowly on CPU. Memory is O(N^2) per (batch, head)
-like attention, so this is the right form for the token grids of small vision models
-(8 x 8 to 32 x 32); large grids use the state-passing form of :func:`augpar.plstm.plstm_2d`.
+like attention, so this is the right form for the small token grids of small vision models:
+measured fwd+bwd of one layer (B 64, dim 32, 2 heads, ``experiments/benchmarks/plstm_layer.py``)
+at 8 x 8 tokens it is 1.8x faster than state passing and 5x faster than dense; from 16 x 16 on
+the state-passing form of :func:`augpar.plstm.plstm_2d` is faster (1.24x) with 6x less memory.
 """
 
 from __future__ import annotations

@@ -201,8 +201,9 @@ class PLSTM2DLayer(nnx.Module):
       mode: ``"P"`` or ``"D"``.
       chirality: D-mode turn kept (``"L"``: ``T_ru``, ``"R"``: ``T_dl``).
       method: ``"masked"`` (path-sum matrix G by dynamic programming, then masked linear
-        attention; :func:`augpar.plstm.grid_gating.plstm_2d_masked`, fastest for small token
-        grids), ``"dense"`` or ``"state_passing"`` (see :func:`augpar.plstm.scan2d.plstm_2d`).
+        attention; :func:`augpar.plstm.grid_gating.plstm_2d_masked`, fastest for 8 x 8
+        token grids; from 16 x 16 on ``"state_passing"`` is faster), ``"dense"`` or
+        ``"state_passing"`` (see :func:`augpar.plstm.scan2d.plstm_2d`).
       chunk_size: leaf chunk side for ``"state_passing"``.
       source_bias, mark_bias, transition_bias, direct_bias: gate bias inits (weights start 0).
         ``transition_bias`` is the logit of ``tau`` (P) or of the tanh transitions (D).
