@@ -7,11 +7,7 @@ Edit the cells here, rebuild, then ``ruff format notebooks && ruff check noteboo
 
 from __future__ import annotations
 
-import os
-
-import nbformat
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from _builder import write
 
 CELLS = [
     (
@@ -286,23 +282,5 @@ fig.tight_layout()""",
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "display_name": "Python 3",
-        "language": "python",
-        "name": "python3",
-    }
-    for i, (kind, source) in enumerate(CELLS):
-        cell = (nbformat.v4.new_markdown_cell if kind == "markdown" else nbformat.v4.new_code_cell)(
-            source
-        )
-        cell["id"] = f"augment-{i:02d}"
-        nb.cells.append(cell)
-    return nb
-
-
 if __name__ == "__main__":
-    path = os.path.join(HERE, "01_augmentations.ipynb")
-    nbformat.write(build(), path)
-    print(f"wrote {path}")
+    write(CELLS, "01_augmentations.ipynb", "augment")
