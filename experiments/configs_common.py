@@ -1,4 +1,5 @@
-"""Parsing of config arguments shared by every experiment: ``default.py:cpu,key=value,...``."""
+"""Config helpers shared by every experiment: parsing of ``default.py:cpu,key=value,...``
+arguments, overrides, the loop settings and the AdamW-cosine ``optim`` block."""
 
 from __future__ import annotations
 
@@ -54,3 +55,20 @@ def loop_config(config: ml_collections.ConfigDict, num_steps: int):
         checkpoint_every=config.checkpoint_every,
         keep_checkpoints=config.keep_checkpoints,
     )
+
+
+def adamw_cosine_config(
+    lr: float,
+    *,
+    warmup_fraction: float = 0.05,
+    final_lr_fraction: float = 1e-3,
+    weight_decay: float = 0.05,
+    clip: float = 1.0,
+) -> ml_collections.ConfigDict:
+    """The ``optim`` block read by :func:`augpar.train.adamw_cosine` (AdamW, linear warm-up for
+    ``warmup_fraction`` of the steps, cosine decay to ``final_lr_fraction * lr``, global-norm
+    clipping at ``clip``)."""
+    return ml_collections.ConfigDict(
+        dict(lr=lr, warmup_fraction=warmup_fraction, final_lr_fraction=final_lr_fraction,
+             weight_decay=weight_decay, clip=clip)
+    )  # fmt: skip

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs_common import apply_overrides, parse_arg
+from experiments.configs_common import adamw_cosine_config, apply_overrides, parse_arg
 
 VARIANTS = ("cpu", "gpu", "smoke")
 
@@ -52,12 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 200
     c.keep_checkpoints = 3
 
-    c.optim = ml_collections.ConfigDict()
-    c.optim.lr = 1e-3
-    c.optim.warmup_fraction = 0.05
-    c.optim.final_lr_fraction = 1e-3
-    c.optim.weight_decay = 0.05
-    c.optim.clip = 1.0
+    c.optim = adamw_cosine_config(1e-3, warmup_fraction=0.05, final_lr_fraction=1e-3)
 
     c.vit = ml_collections.ConfigDict()
     c.vit.patch_size = 8

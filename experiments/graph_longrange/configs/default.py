@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs_common import apply_overrides, parse_arg
+from experiments.configs_common import adamw_cosine_config, apply_overrides, parse_arg
 
 VARIANTS = ("cpu", "gpu", "smoke")
 
@@ -59,12 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 150
     c.keep_checkpoints = 2
 
-    c.optim = ml_collections.ConfigDict()
-    c.optim.lr = 3e-3
-    c.optim.warmup_fraction = 0.05
-    c.optim.final_lr_fraction = 1e-2
-    c.optim.weight_decay = 0.05
-    c.optim.clip = 1.0
+    c.optim = adamw_cosine_config(3e-3, warmup_fraction=0.05, final_lr_fraction=1e-2)
 
     c.model = ml_collections.ConfigDict()
     c.model.dim = 32
