@@ -11,6 +11,12 @@ from augpar.models import ViT, patchify, resize_position_embedding
 from augpar.models.embed import sincos_position_embedding
 
 
+def small_vit(**overrides) -> ViT:
+    """A tiny ViT (16 px, 8 px patches, dim 8, 2 heads) with keyword overrides."""
+    kw = dict(image_size=16, patch_size=8, num_classes=2, dim=8, depth=1, num_heads=2)
+    return ViT(**(kw | overrides), rngs=nnx.Rngs(0))
+
+
 def test_patchify_round_trip():
     x = jnp.arange(2 * 8 * 12 * 3, dtype=jnp.float32).reshape(2, 8, 12, 3)
     p = patchify(x, 4)
@@ -49,25 +55,14 @@ def test_sincos_is_interpolated_on_finer_grids():
 
 @pytest.mark.parametrize("pos, pool", [("learned", "cls"), ("sincos2d", "gap"), ("none", "cls")])
 def test_vit_shapes_on_train_and_double_resolution(pos, pool):
-    model = ViT(
-        image_size=32,
-        patch_size=8,
-        num_classes=5,
-        dim=16,
-        depth=2,
-        num_heads=2,
-        position_embedding=pos,
-        pool=pool,
-        rngs=nnx.Rngs(0),
-    )
+    model = small_vit(image_size=32, num_classes=5, dim=16, depth=2, position_embedding=pos,
+                      pool=pool)  # fmt: skip
     assert model(jnp.zeros((3, 32, 32, 3))).shape == (3, 5)
     assert model(jnp.zeros((3, 64, 48, 3))).shape == (3, 5)
 
 
 def test_vit_jit_does_not_retrace_across_calls():
-    model = ViT(
-        image_size=16, patch_size=8, num_classes=2, dim=8, depth=1, num_heads=2, rngs=nnx.Rngs(0)
-    )
+    model = small_vit()
 
     @jax.jit
     @chex.assert_max_traces(n=1)
@@ -81,24 +76,8 @@ def test_vit_jit_does_not_retrace_across_calls():
 
 def test_vit_errors():
     with pytest.raises(ValueError, match="dim 10 is not divisible by num_heads 4"):
-        ViT(image_size=16, patch_size=8, num_classes=2, dim=10, num_heads=4, rngs=nnx.Rngs(0))
+        small_vit(dim=10, num_heads=4)
     with pytest.raises(ValueError, match="pool 'max'"):
-        ViT(
-            image_size=16,
-            patch_size=8,
-            num_classes=2,
-            dim=8,
-            num_heads=2,
-            pool="max",
-            rngs=nnx.Rngs(0),
-        )
+        small_vit(pool="max")
     with pytest.raises(ValueError, match="position_embedding 'rope'"):
-        ViT(
-            image_size=16,
-            patch_size=8,
-            num_classes=2,
-            dim=8,
-            num_heads=2,
-            position_embedding="rope",
-            rngs=nnx.Rngs(0),
-        )
+        small_vit(position_embedding="rope")
