@@ -181,3 +181,16 @@ def test_soft_label_loss_matches_hard_labels():
     (lh, mh), (ls, ms) = loss_hard(None, hard, None), loss_hard(None, soft, None)
     np.testing.assert_allclose(lh, ls, rtol=1e-6)
     assert float(mh["accuracy"]) == float(ms["accuracy"]) == 0.5
+
+
+def test_rerun_of_a_finished_run_evaluates_without_training_or_duplicate_records(tmp_path, mesh8):
+    """Running the same command twice: the second call restores the final checkpoint, trains
+    nothing, returns the same evaluation and leaves metrics.jsonl as it was."""
+    first = run(tmp_path, 4, mesh8)
+    records = read_metrics(tmp_path)
+    again = run(tmp_path, 4, mesh8)
+    assert again.resumed_from == 4
+    assert again.eval_metrics == first.eval_metrics and "all" in again.eval_metrics
+    assert read_metrics(tmp_path) == records
+    for a, b in zip(leaves(first.state), leaves(again.state), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from augpar.parallel import shard_batch, tree_shardings, validate_global_batch
 from augpar.train.checkpoint import Checkpointer
-from augpar.train.metrics import MetricsWriter, plot_curves, write_config
+from augpar.train.metrics import MetricsWriter, plot_curves, read_metrics, write_config
 from augpar.train.state import TrainState, create_train_state
 from augpar.train.step import EvalFn, LossFn, make_eval_step, make_train_step
 
@@ -186,11 +186,12 @@ def train(
         else None
     )
 
-    def run_evals(step: int) -> dict[str, dict[str, float]]:
+    def run_evals(step: int, log: bool = True) -> dict[str, dict[str, float]]:
         results = {}
         for split, make_batches in eval_sets.items():
             results[split] = evaluate(eval_step, state, make_batches(), mesh)
-            writer.write(step, {f"eval/{split}/{k}": v for k, v in results[split].items()})
+            if log:
+                writer.write(step, {f"eval/{split}/{k}": v for k, v in results[split].items()})
         return results
 
     last_ckpt = resumed_from
@@ -252,6 +253,14 @@ def train(
                 check_finite()
                 ckpt.save(step, state)
                 last_ckpt = step
+        if eval_sets and steps_run == 0:
+            # Restored a finished run (e.g. the same command run twice): evaluate its state so
+            # the caller still gets results; log them only if that step has no eval record yet.
+            logged = any(
+                r.get("step") == step and any(k.startswith("eval/") for k in r)
+                for r in read_metrics(workdir)
+            )
+            eval_results = run_evals(step, log=not logged)
     except KeyboardInterrupt:
         # Keep the work done so far, unless the state is already non-finite.
         if _first_nonfinite(pending) is None and step != last_ckpt and step > start:
