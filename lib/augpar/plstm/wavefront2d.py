@@ -70,8 +70,9 @@ def _write(s, k, v):
 
     Forward: ``s * k`` first, then one matmul over the nodes (measured faster on CPU than
     materialising per-node ``k v^T``). The backward is written by hand (see
-    :func:`_write_bwd`): XLA's transposes of the forward contract over a middle axis and ran
-    3x slower than the forward on CPU.
+    :func:`_write_bwd`): XLA's transpose of the forward contracts over a middle axis, and on
+    this CPU (192 chunks of 8x8 nodes, dk = dv = 32) forward+backward took 57 ms against
+    46 ms by hand (the read: 39 ms against 19 ms); its only residuals are the inputs.
     """
     return _write_fwd(s, k, v)[0]
 
@@ -132,7 +133,7 @@ def _read_bwd(res, g):
     dk = q_.shape[-1]
     dv = st_.shape[-1] // dk
     g_ = g.reshape(b, N, dv)
-    d_st = jnp.einsum("brnd,bnv->brdv", jnp.swapaxes(m_, 1, 2)[..., None] * q_[:, None], g_)
+    d_st = _write_fwd(jnp.swapaxes(m_, 1, 2), q_, g_)[0]
     gq = jnp.einsum("bnv,bkv->bnk", g_, st_.reshape(b, R * dk, dv)).reshape(b, N, R, dk)
     d_m = jnp.sum(gq * q_[:, :, None], -1)
     d_q = jnp.einsum("bnrd,bnr->bnd", gq, m_)
