@@ -30,7 +30,7 @@ from experiments.configs_common import loop_config
 
 log = logging.getLogger(__name__)
 
-# Per-channel statistics are irrelevant for these black-on-white images: map [0, 255] to [-1, 1].
+# Per-channel statistics are irrelevant for these black-on-white images: a fixed map of [0, 255].
 
 
 SCALINGS = ("symmetric", "ink")
@@ -179,7 +179,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
 
     scaling = config.data.get("scaling", "symmetric")
-    normalize(jnp.zeros((1, 1, 1, 1), jnp.uint8), scaling)  # unknown scaling: fail before training
+    if scaling not in SCALINGS:  # fail before any training
+        raise ValueError(f"input scaling {scaling!r}; allowed: {SCALINGS}")
     results, timings = {}, {}
     for name in models:
         # Built by one jitted function: eager initialisation compiles every op separately.
