@@ -21,8 +21,8 @@ elementwise on ``[batch, Y, N]`` tensors, so unlike the hierarchical cell merges
 tiny batched matrix products, which XLA runs slowly on CPU. Memory is O(N^2) per (batch, head)
 like attention, so this is the right form for the small token grids of small vision models:
 measured fwd+bwd of one layer (B 64, dim 32, 2 heads, ``experiments/benchmarks/plstm_layer.py``)
-at 8 x 8 tokens it is 1.8x faster than state passing and 5x faster than dense; from 16 x 16 on
-the state-passing form of :func:`augpar.plstm.plstm_2d` is faster (1.24x) with 6x less memory.
+at 8 x 8 tokens it is 1.9x faster than state passing and 5x faster than dense; from 16 x 16 on
+the state-passing form of :func:`augpar.plstm.plstm_2d` is faster (1.35x) with 7x less memory.
 """
 
 from __future__ import annotations

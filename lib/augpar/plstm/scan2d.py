@@ -14,8 +14,9 @@ chunk grid with one ``lax.scan`` (X/cx + Y/cy - 1 steps).
 
 ``method="dense"`` uses one chunk covering the padded grid (O(N^2) memory, like attention);
 ``method="state_passing"`` uses small leaf chunks, so memory grows about linearly in N. With
-scalar gates (all J = 1, the P/D-mode layers) state passing runs one orientation at a time
-and keeps only chunk-border states for the backward pass (:mod:`augpar.plstm.wavefront2d`).
+scalar gates (all J = 1, the P/D-mode layers) state passing runs one orientation at a time,
+scans over chunk rows instead of anti-diagonals and keeps only chunk-border states for the
+backward pass (:mod:`augpar.plstm.wavefront2d`).
 """
 
 from __future__ import annotations
@@ -263,8 +264,8 @@ def plstm_2d(
       method: ``"dense"``: one chunk covering the grid padded to powers of two, a dense
         N x N gating matrix (O(N^2) memory and work, log depth); ``"state_passing"``:
         ``chunk_size`` x ``chunk_size`` leaf chunks with dense G inside and border states
-        passed between chunks by a ``lax.scan`` over chunk anti-diagonals (memory about
-        linear in N).
+        passed between chunks by a ``lax.scan`` over chunk anti-diagonals (over chunk rows
+        with scalar gates; memory about linear in N).
       chunk_size: leaf chunk side (a power of two) for ``"state_passing"``; 1 is the
         node-level wavefront recurrence. Ignored by ``"dense"``.
       initial_left: ``[..., O, Y, DK, DV, JT]`` states on the r-edges entering the first row
