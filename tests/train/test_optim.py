@@ -46,3 +46,21 @@ def test_bad_arguments_name_the_allowed_values(kw):
     lr, n = args.pop("lr"), args.pop("num_steps")
     with pytest.raises(ValueError, match="allowed"):
         adamw_cosine(lr, n, **args)
+
+
+def test_weight_decay_mask_follows_parameter_names_on_a_vit():
+    """Decay on ``kernel`` parameters only, as the pLSTM paper's code: not the position
+    embedding, class token, per-head attention biases (rank 2) or norm scales."""
+    from flax import nnx
+
+    from augpar.models import ViT
+    from augpar.train import weight_decay_mask
+
+    model = ViT(image_size=16, patch_size=8, num_classes=2, dim=8, depth=1, num_heads=2,
+                rngs=nnx.Rngs(0))  # fmt: skip
+    mask = nnx.to_pure_dict(weight_decay_mask(nnx.state(model, nnx.Param)))
+    assert mask["embed"]["proj"]["kernel"] and mask["head"]["kernel"]
+    assert mask["blocks"][0]["attn"]["query"]["kernel"]
+    assert not mask["embed"]["pos"] and not mask["cls"]
+    assert not mask["blocks"][0]["attn"]["query"]["bias"]  # shape (heads, head_dim)
+    assert not mask["blocks"][0]["norm1"]["scale"] and not mask["head"]["bias"]

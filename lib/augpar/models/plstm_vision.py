@@ -14,7 +14,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from augpar.models.embed import PatchEmbed
-from augpar.plstm.layers import METHODS_2D, PDBlock, corner_pool
+from augpar.plstm.layers import METHODS_2D, PDBlock, corner_pool, small_init
 
 # depth counts PD blocks (two pLSTM layers each). T/S/B follow the paper's configs (ImageNet,
 # 224 px, 1000 classes: about 6.3 M / 23.3 M / 89.1 M parameters); the small sizes are for CPU.
@@ -111,7 +111,8 @@ class PLSTMVisionModel(nnx.Module):
         )
         self.norm = nnx.RMSNorm(dim, epsilon=1e-5, rngs=rngs)
         pooled = 4 * dim if pooling == "corners" else dim
-        self.head = nnx.Linear(pooled, num_classes, kernel_init=nnx.initializers.zeros, rngs=rngs)
+        # SmallInit as in the paper's code (a zero head gives the body no gradient at step 0).
+        self.head = nnx.Linear(pooled, num_classes, kernel_init=small_init(pooled), rngs=rngs)
 
     def features(self, images: Float[Array, "b h w c"]) -> Float[Array, "b gh gw d"]:
         """Normalised token grid ``[B, H/p, W/p, dim]`` after all blocks."""

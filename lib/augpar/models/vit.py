@@ -11,7 +11,9 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
+from augpar.models.attention import SelfAttention
 from augpar.models.embed import PatchEmbed
+from augpar.plstm.layers import small_init
 
 
 class MLP(nnx.Module):
@@ -34,9 +36,7 @@ class EncoderBlock(nnx.Module):
         self, dim: int, num_heads: int, mlp_ratio: float, *, dropout: float, rngs: nnx.Rngs
     ):
         self.norm1 = nnx.LayerNorm(dim, rngs=rngs)
-        self.attn = nnx.MultiHeadAttention(
-            num_heads=num_heads, in_features=dim, decode=False, rngs=rngs
-        )
+        self.attn = SelfAttention(dim, num_heads, rngs=rngs)
         self.norm2 = nnx.LayerNorm(dim, rngs=rngs)
         self.mlp = MLP(dim, int(dim * mlp_ratio), dropout=dropout, rngs=rngs)
 
@@ -88,7 +88,9 @@ class ViT(nnx.Module):
             ]
         )
         self.norm = nnx.LayerNorm(dim, rngs=rngs)
-        self.head = nnx.Linear(dim, num_classes, kernel_init=nnx.initializers.zeros, rngs=rngs)
+        # SmallInit, as the pLSTM paper's ViT: a zero head would give the body no gradient at
+        # step 0, and on arrow pointing the model then never left the ln 2 plateau (measured).
+        self.head = nnx.Linear(dim, num_classes, kernel_init=small_init(dim), rngs=rngs)
 
     def __call__(
         self,

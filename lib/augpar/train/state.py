@@ -74,6 +74,28 @@ def merge_model(graphdef: nnx.GraphDef, state: TrainState) -> nnx.Module:
     return nnx.merge(graphdef, state.params, state.rest)
 
 
+#: Parameter names that weight decay applies to (the pLSTM paper's code: ``.*(weight|kernel)$``).
+DECAYED_NAMES = ("kernel", "weight")
+
+
+def _leaf_name(path: tuple) -> str:
+    """The parameter's own name: the last dict key / attribute of a pytree path, skipping the
+    ``.value`` attribute that NNX variables add."""
+    for entry in reversed(path):
+        name = getattr(entry, "key", getattr(entry, "name", None))
+        if name is not None and name != "value":
+            return str(name)
+    return ""
+
+
 def weight_decay_mask(params: Any) -> Any:
-    """True for matrices/kernels (ndim >= 2), False for biases, norms, embeddings of rank 1."""
-    return jax.tree.map(lambda x: x.ndim >= 2, params)
+    """True for parameters named ``kernel`` or ``weight`` (dense and conv kernels), False for
+    everything else: biases, norm scales, position embeddings, class tokens, gate biases.
+
+    This is the rule of the pLSTM paper's code (regex ``.*(weight|kernel)$``). Earlier versions
+    decayed every tensor of rank >= 2, which also pulled the learned position embedding, the
+    class token and the per-head attention biases towards zero.
+    """
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: _leaf_name(path) in DECAYED_NAMES, params
+    )
