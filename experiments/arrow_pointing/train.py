@@ -31,19 +31,25 @@ from experiments.configs_common import loop_config
 log = logging.getLogger(__name__)
 
 # Per-channel statistics are irrelevant for these black-on-white images: a fixed map of [0, 255].
+SCALINGS = ("unit", "symmetric", "ink")
 
 
-SCALINGS = ("symmetric", "ink")
+def normalize(images: jax.Array, scaling: str = "unit") -> jax.Array:
+    """uint8 ``[b, h, w, 1 | 3]`` -> float32 ``[b, h, w, 3]`` (gray is repeated to RGB).
 
-
-def normalize(images: jax.Array, scaling: str = "symmetric") -> jax.Array:
-    """uint8 ``[b, h, w, c]`` -> float32. ``"symmetric"``: [-1, 1] (white background +1);
-    ``"ink"``: ``1 - x / 255``, background 0 and strokes / disc 1 (the learnability CNN of
-    ``experiments.arrow_pointing.learnability`` leaves the ln 2 plateau only with this one)."""
+    ``"unit"``: ``x / 255`` in [0, 1], white background 1: what the paper's code feeds (its
+    arrow-pointing loader divides by 255 and the trainer is told the data is pre-normalised).
+    ``"symmetric"``: [-1, 1]; ``"ink"``: ``1 - x / 255`` (background 0, strokes and disc 1).
+    """
+    x = images.astype(jnp.float32) / 255.0
+    if images.shape[-1] == 1:
+        x = jnp.broadcast_to(x, (*x.shape[:-1], 3))
+    if scaling == "unit":
+        return x
     if scaling == "symmetric":
-        return images.astype(jnp.float32) / 127.5 - 1.0
+        return 2.0 * x - 1.0
     if scaling == "ink":
-        return 1.0 - images.astype(jnp.float32) / 255.0
+        return 1.0 - x
     raise ValueError(f"input scaling {scaling!r}; allowed: {SCALINGS}")
 
 
@@ -59,6 +65,7 @@ def build_vit(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module:
         mlp_ratio=v.mlp_ratio,
         position_embedding=v.position_embedding,
         pool=v.pool,
+        head_init=v.head_init,
         rngs=rngs,
     )
 
@@ -77,6 +84,7 @@ def build_plstm(config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> nnx.Module
         pooling=p.pooling,
         method=p.method,
         chunk_size=p.chunk_size,
+        head_init=p.head_init,
         rngs=rngs,
     )
 
@@ -103,22 +111,46 @@ def make_optimizer(config: ml_collections.ConfigDict, num_steps: int):
     )  # fmt: skip
 
 
-def num_train_steps(config: ml_collections.ConfigDict) -> int:
-    if config.num_steps:
-        return int(config.num_steps)
+def num_train_steps(config: ml_collections.ConfigDict, model: str) -> int:
+    """Steps for ``model``: ``model_steps[model]`` if set, else ``num_steps``, else
+    ``num_epochs`` passes over ``data.num_train`` images."""
+    steps = config.model_steps.get(model, 0) or config.num_steps
+    if steps:
+        return int(steps)
+    if not config.data.num_train or not config.num_epochs:
+        raise ValueError(
+            f"no step count for {model!r}: set model_steps.{model} or num_steps, or "
+            f"num_epochs > 0 with data.num_train > 0 (got num_epochs={config.num_epochs}, "
+            f"data.num_train={config.data.num_train})"
+        )
     return max(1, config.num_epochs * config.data.num_train // config.batch_size)
 
 
-def load_data(config: ml_collections.ConfigDict) -> tuple[dict | None, dict[str, dict]]:
-    """Generates the eval splits, and the training split unless it is read lazily."""
+def num_train_images(config: ml_collections.ConfigDict, models: list[str]) -> int:
+    """``data.num_train``, or when it is 0 one fresh image per example of the longest run
+    (``steps * batch_size``: no image is seen twice)."""
+    if config.data.num_train:
+        return int(config.data.num_train)
+    return max(num_train_steps(config, m) for m in models) * config.batch_size
+
+
+def load_data(
+    config: ml_collections.ConfigDict, models: list[str]
+) -> tuple[dict | None, dict[str, dict]]:
+    """Generates the eval splits, and the training split unless it is read lazily.
+
+    In-memory sets are stored gray (``[n, h, w, 1]``, a third of the memory; :func:`normalize`
+    repeats the channel on device, so the models see the paper's RGB input).
+    """
     d = config.data
+    kw = dict(resolution=d.resolution, stroke=d.stroke, channels=1)
     train_set = None
     if not d.lazy_train:
         train_set = arrow_pointing.generate(
-            "train", num_samples=d.num_train, resolution=d.resolution, seed=d.train_seed
+            "train", num_samples=num_train_images(config, models), seed=d.train_seed, **kw
         )
     evals = {
-        split: arrow_pointing.generate(split, num_samples=d.num_eval, resolution=d.resolution)
+        split: arrow_pointing.generate(split, num_samples=d.num_eval, **kw)
         for split in d.eval_splits
     }
     return train_set, evals
@@ -135,12 +167,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     unknown = [m for m in models if m not in MODEL_BUILDERS]
     if unknown or not models:
         raise ValueError(f"Unknown models {unknown or models}; allowed: {sorted(MODEL_BUILDERS)}.")
+    scaling = config.data.scaling
+    if scaling not in SCALINGS:  # fail before generating data or training
+        raise ValueError(f"input scaling {scaling!r}; allowed: {SCALINGS}")
+    num_steps = {m: num_train_steps(config, m) for m in models}
     mesh = make_mesh(config)
     t0 = time.perf_counter()
-    train_set, eval_sets = load_data(config)
+    train_set, eval_sets = load_data(config, models)
     log.info("Generated the data in %.1f s.", time.perf_counter() - t0)
     pid, pcount = jax.process_index(), jax.process_count()
-    num_steps = num_train_steps(config)
 
     if train_set is None:
         # Paper scale (100k x 192 px = 11 GB): render each host's examples on demand with grain.
@@ -149,9 +184,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             "train",
             source=arrow_pointing.ArrowPointingSource(
                 "train",
-                num_samples=config.data.num_train,
+                num_samples=num_train_images(config, models),
                 resolution=config.data.resolution,
                 seed=config.data.train_seed,
+                stroke=config.data.stroke,
             ),
             global_batch_size=config.batch_size,
             seed=config.seed,
@@ -178,9 +214,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             arrays, batch_size=config.eval_batch_size, process_index=pid, process_count=pcount
         )
 
-    scaling = config.data.get("scaling", "symmetric")
-    if scaling not in SCALINGS:  # fail before any training
-        raise ValueError(f"input scaling {scaling!r}; allowed: {SCALINGS}")
     results, timings = {}, {}
     for name in models:
         # Built by one jitted function: eager initialisation compiles every op separately.
@@ -189,13 +222,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         result = train(
             workdir=os.path.join(workdir, name),
             model=model,
-            tx=make_optimizer(config, num_steps),
+            tx=make_optimizer(config, num_steps[name]),
             loss_fn=classification_loss(lambda m, b, rng: m(normalize(b["image"], scaling))),
             eval_fn=classification_eval(lambda m, b: m(normalize(b["image"], scaling))),
             train_batch_fn=train_batch,
             global_batch_size=config.batch_size,
             eval_sets={s: eval_batches(a) for s, a in eval_sets.items()},
-            loop=loop_config(config, num_steps),
+            loop=loop_config(config, num_steps[name]),
             mesh=mesh,
             seed=config.seed,
             config=config,

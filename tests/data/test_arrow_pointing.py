@@ -106,7 +106,7 @@ def test_ext_split_keeps_pixel_sizes():
     for p in (base, ext):
         assert p["radius"].min() >= 15 * s and p["radius"].max() <= 30 * s
         assert set(np.round(p["length"] / s).astype(int)) <= set(range(15, 30))
-        assert set(np.round(p["width"] / s).astype(int)) == {2, 3}
+        assert set(p["width"].astype(int)) == {2, 3}  # stroke="fixed": the spec's pixels
     # Same distribution of pixel sizes (means within a few standard errors).
     se = 15 * s / math.sqrt(12) / math.sqrt(3000) * math.sqrt(2)
     assert abs(base["radius"].mean() - ext["radius"].mean()) < 5 * se
@@ -148,6 +148,42 @@ def test_rendering_matches_geometry(resolution, base):
         assert arrow_ink[along > 0].sum() > arrow_ink[along < 0].sum()
 
 
+def _horizontal_arrow_cross_section(resolution, base, stroke):
+    """Stroke width in dark pixels, per sample: each arrow turned horizontal and centred so the
+    stroke covers whole pixels (pixel boundary for even widths, pixel centre for odd ones), the
+    disc moved out of the way; a column through the shaft's tail half is counted."""
+    p = ap.sample_params_batch(11, np.arange(40), resolution, base_resolution=base, stroke=stroke)
+    drawn = np.maximum(p["width"], 1.0)
+    centre = resolution / 2 + np.where(np.round(drawn) % 2 == 1, 0.5, 0.0)
+    p["angle"] = np.zeros_like(p["angle"])
+    p["arrow_center"] = np.stack([np.full_like(centre, resolution / 2), centre], -1)
+    p["circle_center"] = np.full_like(p["circle_center"], 2.0)
+    p["radius"] = np.full_like(p["radius"], 0.4)  # too small to reach a pixel centre's ink
+    images = ap.render_batch(p, resolution)
+    # The column halfway along the tail half: through the shaft, clear of the head's barbs.
+    cols = np.floor(resolution / 2 - p["half_length"] / 2).astype(int)
+    column = images[np.arange(len(cols)), :, cols, 0]
+    return p, (column < 128).sum(axis=1)
+
+
+@pytest.mark.parametrize("resolution,base", [(64, 64), (128, 64), (96, 96), (192, 192), (384, 192)])
+def test_stroke_fixed_keeps_two_to_three_pixels_at_every_resolution(resolution, base):
+    p, dark = _horizontal_arrow_cross_section(resolution, base, "fixed")
+    assert set(p["width"].astype(int)) == {2, 3}
+    np.testing.assert_array_equal(dark, p["width"].astype(int))
+
+
+def test_stroke_scaled_shrinks_with_the_geometry():
+    """The earlier rule: at 64 px the 2-3 px strokes become 0.67-1 px, drawn 1 px wide."""
+    p, dark = _horizontal_arrow_cross_section(64, 64, "scaled")
+    np.testing.assert_allclose(sorted(set(np.round(p["width"] * 3, 6))), [2.0, 3.0])
+    np.testing.assert_array_equal(dark, 1)
+    # At 192 px (scale 1) both rules draw the same image.
+    a = ap.generate("val", num_samples=6, resolution=192, stroke="fixed")
+    b = ap.generate("val", num_samples=6, resolution=192, stroke="scaled")
+    np.testing.assert_array_equal(a["image"], b["image"])
+
+
 def test_invalid_arguments_raise():
     with pytest.raises(ValueError, match="split must be one of"):
         ap.generate("training", num_samples=2)
@@ -159,6 +195,8 @@ def test_invalid_arguments_raise():
         ap.generate("train", num_samples=2, seed=-1)
     with pytest.raises(ValueError, match="too small for base_resolution 192"):
         ap.sample_params_batch(0, [0], 100, base_resolution=192)
+    with pytest.raises(ValueError, match="stroke must be one of .*got 'thin'"):
+        ap.generate("train", num_samples=2, stroke="thin")
 
 
 def test_lazy_source_matches_generate():
@@ -170,3 +208,12 @@ def test_lazy_source_matches_generate():
         assert source[i]["label"] == full["label"][i] and source[i]["image"].shape == (64, 64, 3)
     with pytest.raises(IndexError, match=r"index 30 out of range \[0, 30\)"):
         source[30]
+
+
+def test_gray_channel_equals_rgb():
+    rgb = ap.generate("val", num_samples=12, resolution=64)
+    gray = ap.generate("val", num_samples=12, resolution=64, channels=1)
+    assert gray["image"].shape == (12, 64, 64, 1)
+    np.testing.assert_array_equal(gray["image"][..., 0], rgb["image"][..., 0])
+    with pytest.raises(ValueError, match="channels must be 1 .* or 3 .*got 2"):
+        ap.generate("val", num_samples=2, channels=2)

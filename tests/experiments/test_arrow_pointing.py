@@ -29,7 +29,7 @@ def test_smoke_two_steps_checkpoint_restore_continue(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "val_ext (extrapolation, 64 px)" in out and "summary.png" in out
     assert os.path.exists(tmp_path / "summary.png")
-    assert json.load(open(tmp_path / "results.json"))["num_steps"] == 2
+    assert json.load(open(tmp_path / "results.json"))["num_steps"] == {"vit": 2}
 
     config.num_steps = 4  # continue the same run
     ap_train.train_and_evaluate(config, str(tmp_path))
@@ -127,15 +127,48 @@ def test_cpu_config_trains_vit_and_plstm():
 
 
 def test_input_scalings_and_unknown_scaling(tmp_path):
-    """symmetric: white background -> +1, black -> -1; ink: background 0, strokes 1. An unknown
-    scaling stops train_and_evaluate before any training (no model directory written)."""
+    """unit (the paper's [0, 1], white 1), symmetric [-1, 1], ink (background 0); gray input is
+    repeated to 3 channels. An unknown scaling stops train_and_evaluate before any data or
+    training (no model directory written)."""
     import jax.numpy as jnp
 
     px = jnp.asarray([[[[255, 0, 51]]]], jnp.uint8)
-    np.testing.assert_allclose(ap_train.normalize(px), [[[[1.0, -1.0, 51 / 127.5 - 1]]]], rtol=1e-6)
+    np.testing.assert_allclose(ap_train.normalize(px), [[[[1.0, 0.0, 0.2]]]], rtol=1e-6)
+    np.testing.assert_allclose(ap_train.normalize(px, "symmetric"), [[[[1.0, -1.0, -0.6]]]],
+                               rtol=1e-6)  # fmt: skip
     np.testing.assert_allclose(ap_train.normalize(px, "ink"), [[[[0.0, 1.0, 0.8]]]], rtol=1e-6)
+    gray = ap_train.normalize(jnp.full((2, 4, 4, 1), 51, jnp.uint8))
+    assert gray.shape == (2, 4, 4, 3)
+    np.testing.assert_allclose(gray, 0.2, rtol=1e-6)
+    assert default.get_config("cpu").data.scaling == "unit"
     config = default.get_config("smoke,data.scaling=negative")
-    allowed = r"input scaling 'negative'; allowed: \('symmetric', 'ink'\)"
+    allowed = r"input scaling 'negative'; allowed: \('unit', 'symmetric', 'ink'\)"
     with pytest.raises(ValueError, match=allowed):
         ap_train.train_and_evaluate(config, str(tmp_path))
     assert not os.path.exists(tmp_path / "vit")
+
+
+def test_probes_change_one_thing_each_and_tabulate(tmp_path):
+    import json
+
+    from experiments.arrow_pointing import probes
+
+    base = default.get_config("cpu")
+    for name, probe in probes.PROBES.items():
+        config = probes.probe_config(name, steps=7, eval_every=3, seed=2)
+        assert config.models == probe.model and config.seed == 2
+        assert config.model_steps[probe.model] == 7 and config.eval_every == 3
+        changed = {k for k in ("vit", "plstm", "data") if config[k] != base[k]}
+        assert changed <= {"vit", "plstm", "data"} and (bool(changed) == bool(probe.overrides))
+    with pytest.raises(ValueError, match="unknown probe 'vit_big'"):
+        probes.probe_config("vit_big", steps=0, eval_every=1, seed=0)
+    # Curves come from the run's metrics.jsonl: loss logged up to each eval, accuracies in %.
+    records = [
+        {"step": 1, "train/loss": 0.7},
+        {"step": 2, "train/loss": 0.6, "eval/val/accuracy": 0.625, "eval/val_ext/accuracy": 0.5},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    points = probes.curve(str(tmp_path))
+    assert points == [{"step": 2, "loss": 0.6, "val": 62.5, "val_ext": 50.0}]
+    table = probes.markdown({"vit": points})
+    assert "| `vit` |" in table and "0.600 / 62.5" in table and table.rstrip().endswith("50.0 |")

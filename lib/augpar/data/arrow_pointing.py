@@ -16,7 +16,7 @@ Geometry (per sample, in the spec's 192-px units, then multiplied by ``scale``):
 * angle: positives ``φ0 - β + 2β U``, negatives ``φ0 + β + (2π - 2β) U`` with ``φ0`` the
   direction to the circle and ``β = asin(r_d / |d|)``, ``r_d = r / 1.2`` resp. ``1.2 r``.
 
-**Scale rule.** Pixel sizes (padding, radius, length, width, head) are the spec's values times
+**Scale rule.** Pixel sizes (padding, radius, length, head) are the spec's values times
 ``scale = min(1, base_resolution / 192)``. ``base_resolution`` is the resolution of the
 in-distribution split; the ``_ext`` splits render at ``2 * base_resolution`` with the *same*
 ``scale``, so their objects keep the base split's pixel size (relatively smaller, farther apart),
@@ -25,7 +25,13 @@ below 192 px the spec's fixed 30 px padding would leave no room, so everything s
 proportionally (e.g. at 64 px: radius 5–10 px, arrow 5–10 px long). Objects always fit: the
 padding equals the largest radius and exceeds the arrow's half extent, and ``R - 2·padding ≥ 4
 r_max`` holds for every ``R ≥ 180·scale``, which both the base and the ``_ext`` resolution meet.
-The stroke is drawn at least 1 px wide (at 64 px the scaled width would be 0.67–1 px).
+
+**Stroke rule** (``stroke=``). ``"fixed"`` (default): the stroke keeps the spec's pixel width,
+2 or 3 px, at every scale, so the arrow stays a solid 2–3 px line with a visible head when the
+geometry shrinks. ``"scaled"``: the width is scaled with everything else (at least 1 px); at
+64 px that leaves a 1 px anti-aliased shaft of about 12 ink pixels and a 2–3.7 px head, on which
+no model of the arrow-pointing experiment left chance (measured; see that experiment's README).
+At 192 px and above (scale 1) the two rules draw the same images.
 
 Coordinates: ``x`` is the column, ``y`` the row, continuous, pixel ``(i, j)`` has its centre at
 ``(x, y) = (j + 0.5, i + 0.5)``; angles run from +x towards +y. The random draws follow the spec's
@@ -53,6 +59,7 @@ __all__ = [
     "ArrowPointingSource",
     "BASE_PIXEL_RESOLUTION",
     "SPLITS",
+    "STROKES",
     "SplitSpec",
     "generate",
     "generate_indices",
@@ -77,6 +84,8 @@ _HEAD_ANGLE = 0.5  # radians, each side of the shaft
 _HEAD_DIVISOR = 2.5
 _MIN_STROKE_PX = 1.0
 _MIN_RESOLUTION = 16
+#: Stroke-width rules: the spec's 2-3 px at every scale, or scaled with the geometry.
+STROKES = ("fixed", "scaled")
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,7 @@ class SplitSpec:
       base_resolution: resolution of the in-distribution split (sets ``scale``).
       resolution: rendered image size (``2 * base_resolution`` for ``_ext`` splits).
       scale: pixel-size factor ``min(1, base_resolution / 192)``.
+      stroke: stroke-width rule, one of :data:`STROKES`.
     """
 
     split: str
@@ -116,6 +126,7 @@ class SplitSpec:
     base_resolution: int
     resolution: int
     scale: float
+    stroke: str = "fixed"
 
 
 def _scale_for(base_resolution: int) -> float:
@@ -125,6 +136,11 @@ def _scale_for(base_resolution: int) -> float:
 def _check_resolution(name: str, value: int) -> None:
     if not isinstance(value, int | np.integer) or value < _MIN_RESOLUTION:
         raise ValueError(f"{name} must be an int >= {_MIN_RESOLUTION}, got {value!r}")
+
+
+def _check_stroke(stroke: str) -> None:
+    if stroke not in STROKES:
+        raise ValueError(f"stroke must be one of {STROKES}, got {stroke!r}")
 
 
 def _check_seed(seed: int) -> None:
@@ -138,6 +154,7 @@ def split_spec(
     num_samples: int | None = None,
     resolution: int | None = None,
     seed: int | None = None,
+    stroke: str = "fixed",
 ) -> SplitSpec:
     """Resolves a split's defaults and the overrides.
 
@@ -147,6 +164,7 @@ def split_spec(
       resolution: the **base** (in-distribution) resolution; ``_ext`` splits render at twice it.
         Default 192.
       seed: generator seed; default from the spec table.
+      stroke: stroke-width rule, ``"fixed"`` (2-3 px at any scale) or ``"scaled"``.
 
     Returns:
       The resolved ``SplitSpec``.
@@ -158,11 +176,12 @@ def split_spec(
     _check_resolution("resolution", base)
     seed = default.seed if seed is None else seed
     _check_seed(seed)
+    _check_stroke(stroke)
     n = default.num_samples if num_samples is None else num_samples
     if not isinstance(n, int | np.integer) or n < 1:
         raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
     rendered = 2 * base if default.extrapolation else base
-    return SplitSpec(split, int(n), int(seed), int(base), int(rendered), _scale_for(base))
+    return SplitSpec(split, int(n), int(seed), int(base), int(rendered), _scale_for(base), stroke)
 
 
 def _sample_seed(seed: int) -> int:
@@ -176,6 +195,7 @@ def sample_params_batch(
     resolution: int,
     *,
     base_resolution: int | None = None,
+    stroke: str = "fixed",
 ) -> dict[str, np.ndarray]:
     """Draws the geometry of the samples ``indices`` (vector form of ``sample_params``).
 
@@ -185,6 +205,8 @@ def sample_params_batch(
       resolution: rendered image size ``R``.
       base_resolution: resolution that sets the pixel scale; default ``resolution`` (an
         in-distribution split). For an ``_ext`` split pass ``resolution // 2``.
+      stroke: ``"fixed"``: widths are the spec's 2 or 3 px at every scale; ``"scaled"``: widths
+        times ``scale`` (drawn at least 1 px wide).
 
     Returns:
       Arrays with leading dimension ``n``, all pixel quantities in rendered pixels:
@@ -197,6 +219,7 @@ def sample_params_batch(
     _check_resolution("resolution", resolution)
     base = resolution if base_resolution is None else base_resolution
     _check_resolution("base_resolution", base)
+    _check_stroke(stroke)
     scale = _scale_for(base)
     if resolution < math.ceil(180 * scale):
         raise ValueError(
@@ -237,7 +260,7 @@ def sample_params_batch(
         "arrow_center": np.stack([ax + padding, ay + padding], axis=-1),
         "angle": angle,
         "length": length_u * scale,
-        "width": width_u * scale,
+        "width": width_u if stroke == "fixed" else width_u * scale,
         "half_length": np.floor(length_u / 2.0) * scale,
         "head_length": np.floor(length_u / _HEAD_DIVISOR) * scale,
         "circle_center": np.stack([cx + padding, cy + padding], axis=-1),
@@ -248,7 +271,12 @@ def sample_params_batch(
 
 
 def sample_params(
-    seed: int, index: int, resolution: int, *, base_resolution: int | None = None
+    seed: int,
+    index: int,
+    resolution: int,
+    *,
+    base_resolution: int | None = None,
+    stroke: str = "fixed",
 ) -> dict:
     """Draws the geometry of sample ``index`` (deterministic per (seed, index)).
 
@@ -256,14 +284,16 @@ def sample_params(
       seed: generator seed.
       index: sample index.
       resolution: rendered image size.
-      base_resolution: see ``sample_params_batch``; default ``resolution``.
+      base_resolution, stroke: see ``sample_params_batch``.
 
     Returns:
       ``arrow_center`` (x, y) floats, ``angle`` (radians, from +x towards +y), ``length``,
       ``width``, ``half_length``, ``head_length`` (pixels), ``circle_center`` (x, y), ``radius``,
       ``label`` (int, 1 = points at the circle), ``scale``.
     """
-    batch = sample_params_batch(seed, [index], resolution, base_resolution=base_resolution)
+    batch = sample_params_batch(
+        seed, [index], resolution, base_resolution=base_resolution, stroke=stroke
+    )
     out: dict = {}
     for key, value in batch.items():
         v = value[0]
@@ -289,7 +319,7 @@ def _segment_distance(px, py, x0, y0, x1, y1):
 def _paint_window(image, centers, half_extent, resolution, coverage_fn):
     """Paints coverage computed in a square window around each centre into uint8 ``image``.
 
-    ``image`` is ``[n, R, R, 3]``; overlapping paint keeps the darker value (max of coverage).
+    ``image`` is ``[n, R, R, C]``; overlapping paint keeps the darker value (max of coverage).
     """
     n = image.shape[0]
     win = min(resolution, int(math.ceil(2.0 * half_extent)) + 3)
@@ -307,23 +337,35 @@ def _paint_window(image, centers, half_extent, resolution, coverage_fn):
     image[sel] = np.minimum(current, gray)[..., None]
 
 
+def _check_channels(channels: int) -> None:
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (gray) or 3 (RGB, as the paper), got {channels!r}")
+
+
 def render_batch(
-    params: dict[str, np.ndarray], resolution: int, *, out: np.ndarray | None = None
+    params: dict[str, np.ndarray],
+    resolution: int,
+    *,
+    out: np.ndarray | None = None,
+    channels: int = 3,
 ) -> np.ndarray:
     """Renders a batch of drawn geometries.
 
     Args:
       params: the output of ``sample_params_batch`` (arrays with leading dimension ``n``).
       resolution: image size ``R``; must be the one the parameters were drawn for.
-      out: optional uint8 ``[n, R, R, 3]`` array to render into (overwritten).
+      out: optional uint8 ``[n, R, R, channels]`` array to render into (overwritten).
+      channels: 3 (RGB with equal channels, as the paper's images) or 1 (the same gray values,
+        a third of the memory).
 
     Returns:
-      uint8 ``[n, R, R, 3]``: black objects on white, the three channels equal.
+      uint8 ``[n, R, R, channels]``: black objects on white.
     """
     _check_resolution("resolution", resolution)
+    _check_channels(channels)
     f32 = np.float32
     n = int(np.shape(params["angle"])[0])
-    shape = (n, resolution, resolution, 3)
+    shape = (n, resolution, resolution, channels)
     if out is None:
         out = np.empty(shape, np.uint8)
     elif out.shape != shape or out.dtype != np.uint8:
@@ -375,12 +417,20 @@ def render(params: dict, resolution: int) -> np.ndarray:
     return render_batch(batch, resolution)[0]
 
 
+def _spec_params(spec: SplitSpec, indices) -> dict[str, np.ndarray]:
+    return sample_params_batch(
+        spec.seed, indices, spec.resolution, base_resolution=spec.base_resolution,
+        stroke=spec.stroke,
+    )  # fmt: skip
+
+
 def generate_indices(
     split: str,
     indices: Sequence[int] | np.ndarray,
     *,
     resolution: int | None = None,
     seed: int | None = None,
+    stroke: str = "fixed",
 ) -> dict[str, np.ndarray]:
     """Generates the samples ``indices`` of a split (for lazy or chunked use).
 
@@ -388,10 +438,8 @@ def generate_indices(
     ``{"image": uint8 [n, R, R, 3], "label": int32 [n]}``; row ``k`` equals row ``indices[k]`` of
     ``generate`` with the same split, resolution and seed.
     """
-    spec = split_spec(split, resolution=resolution, seed=seed)
-    params = sample_params_batch(
-        spec.seed, indices, spec.resolution, base_resolution=spec.base_resolution
-    )
+    spec = split_spec(split, resolution=resolution, seed=seed, stroke=stroke)
+    params = _spec_params(spec, indices)
     return {"image": render_batch(params, spec.resolution), "label": params["label"]}
 
 
@@ -401,6 +449,8 @@ def generate(
     num_samples: int | None = None,
     resolution: int | None = None,
     seed: int | None = None,
+    stroke: str = "fixed",
+    channels: int = 3,
     progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Generates a whole split: samples ``0 .. num_samples - 1``.
@@ -412,21 +462,24 @@ def generate(
         the base's pixel sizes, e.g. ``generate("val_ext", resolution=64)`` gives 128 px images
         with the objects of the 64 px splits.
       seed: default from the spec table (43, 100042, 100043, 200042, 200043).
+      stroke: stroke-width rule (module docstring): ``"fixed"`` or ``"scaled"``.
+      channels: 3 (RGB, equal channels) or 1 (gray; a third of the memory).
       progress: print one line per generated chunk to stdout.
 
     Returns:
-      ``{"image": uint8 [N, R, R, 3], "label": int32 [N]}`` with ``R`` the rendered resolution.
+      ``{"image": uint8 [N, R, R, channels], "label": int32 [N]}``, ``R`` the rendered resolution.
     """
-    spec = split_spec(split, num_samples=num_samples, resolution=resolution, seed=seed)
+    spec = split_spec(
+        split, num_samples=num_samples, resolution=resolution, seed=seed, stroke=stroke
+    )
     chunk = max(1, min(spec.num_samples, (1 << 23) // spec.resolution**2))
-    images = np.empty((spec.num_samples, spec.resolution, spec.resolution, 3), np.uint8)
+    _check_channels(channels)
+    images = np.empty((spec.num_samples, spec.resolution, spec.resolution, channels), np.uint8)
     labels = np.empty((spec.num_samples,), np.int32)
     for start in range(0, spec.num_samples, chunk):
         stop = min(start + chunk, spec.num_samples)
-        params = sample_params_batch(
-            spec.seed, np.arange(start, stop), spec.resolution, base_resolution=spec.base_resolution
-        )
-        render_batch(params, spec.resolution, out=images[start:stop])
+        params = _spec_params(spec, np.arange(start, stop))
+        render_batch(params, spec.resolution, out=images[start:stop], channels=channels)
         labels[start:stop] = params["label"]
         if progress:
             print(f"arrow_pointing/{split}: {stop}/{spec.num_samples}", flush=True)
@@ -451,8 +504,11 @@ class ArrowPointingSource:
         num_samples: int | None = None,
         resolution: int | None = None,
         seed: int | None = None,
+        stroke: str = "fixed",
     ):
-        self.spec = split_spec(split, num_samples=num_samples, resolution=resolution, seed=seed)
+        self.spec = split_spec(
+            split, num_samples=num_samples, resolution=resolution, seed=seed, stroke=stroke
+        )
 
     def __len__(self) -> int:
         return self.spec.num_samples
@@ -460,8 +516,6 @@ class ArrowPointingSource:
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         if not 0 <= index < self.spec.num_samples:
             raise IndexError(f"index {index} out of range [0, {self.spec.num_samples})")
-        params = sample_params_batch(
-            self.spec.seed, [index], self.spec.resolution, base_resolution=self.spec.base_resolution
-        )
+        params = _spec_params(self.spec, [index])
         image = render_batch(params, self.spec.resolution)[0]
         return {"image": image, "label": params["label"][0]}

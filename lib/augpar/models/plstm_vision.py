@@ -13,8 +13,8 @@ from typing import Any
 from flax import nnx
 from jaxtyping import Array, Float
 
-from augpar.models.embed import PatchEmbed
-from augpar.plstm.layers import METHODS_2D, PDBlock, corner_pool, small_init
+from augpar.models.embed import PatchEmbed, head_init_fn
+from augpar.plstm.layers import METHODS_2D, PDBlock, corner_pool
 
 # depth counts PD blocks (two pLSTM layers each). T/S/B follow the paper's configs (ImageNet,
 # 224 px, 1000 classes: about 6.3 M / 23.3 M / 89.1 M parameters); the small sizes are for CPU.
@@ -47,6 +47,8 @@ class PLSTMVisionModel(nnx.Module):
       method, chunk_size: :func:`augpar.plstm.scan2d.plstm_2d` form used by every layer.
       layer_kwargs: further keyword arguments for :class:`augpar.plstm.layers.PLSTM2DLayer`
         (gate bias inits, chirality).
+      head_init: ``"small"`` (SmallInit, the paper's) or ``"zero"``
+        (:func:`augpar.models.embed.head_init_fn`).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class PLSTMVisionModel(nnx.Module):
         method: str = "dense",
         chunk_size: int = 8,
         layer_kwargs: dict[str, Any] | None = None,
+        head_init: str = "small",
         rngs: nnx.Rngs,
     ):
         if size is not None and size not in PLSTM_VISION_SIZES:
@@ -111,8 +114,9 @@ class PLSTMVisionModel(nnx.Module):
         )
         self.norm = nnx.RMSNorm(dim, epsilon=1e-5, rngs=rngs)
         pooled = 4 * dim if pooling == "corners" else dim
-        # SmallInit as in the paper's code (a zero head gives the body no gradient at step 0).
-        self.head = nnx.Linear(pooled, num_classes, kernel_init=small_init(pooled), rngs=rngs)
+        self.head = nnx.Linear(
+            pooled, num_classes, kernel_init=head_init_fn(head_init, pooled), rngs=rngs
+        )
 
     def features(self, images: Float[Array, "b h w c"]) -> Float[Array, "b gh gw d"]:
         """Normalised token grid ``[B, H/p, W/p, dim]`` after all blocks."""

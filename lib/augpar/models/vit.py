@@ -12,8 +12,7 @@ from flax import nnx
 from jaxtyping import Array, Float
 
 from augpar.models.attention import SelfAttention
-from augpar.models.embed import PatchEmbed
-from augpar.plstm.layers import small_init
+from augpar.models.embed import PatchEmbed, head_init_fn
 
 
 class MLP(nnx.Module):
@@ -48,7 +47,8 @@ class EncoderBlock(nnx.Module):
 class ViT(nnx.Module):
     """ViT classifier: class-token or mean pooling, position embedding resized to the input grid.
 
-    Sizes: ViT-T is ``dim=192, depth=12, num_heads=3``.
+    Sizes: ViT-T is ``dim=192, depth=12, num_heads=3``. ``head_init``: ``"small"`` (the pLSTM
+    paper's SmallInit, default) or ``"zero"`` (see :func:`augpar.models.embed.head_init_fn`).
     """
 
     def __init__(
@@ -65,6 +65,7 @@ class ViT(nnx.Module):
         dropout: float = 0.0,
         position_embedding: str = "learned",
         pool: str = "cls",
+        head_init: str = "small",
         rngs: nnx.Rngs,
     ):
         if dim % num_heads:
@@ -88,9 +89,9 @@ class ViT(nnx.Module):
             ]
         )
         self.norm = nnx.LayerNorm(dim, rngs=rngs)
-        # SmallInit, as the pLSTM paper's ViT: a zero head would give the body no gradient at
-        # step 0, and on arrow pointing the model then never left the ln 2 plateau (measured).
-        self.head = nnx.Linear(dim, num_classes, kernel_init=small_init(dim), rngs=rngs)
+        self.head = nnx.Linear(
+            dim, num_classes, kernel_init=head_init_fn(head_init, dim), rngs=rngs
+        )
 
     def __call__(
         self,
